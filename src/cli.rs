@@ -1,0 +1,111 @@
+//! Command-line definitions (clap). No logic here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "meetsync",
+    version,
+    about = "Keep web meeting platforms and your calendar in step",
+    long_about = "meetsync pulls each organizer's meetings from a web meeting platform \
+(Web Meeting API v6) and keeps them as a calendar on disk: a vdir, one .ics file per \
+meeting, which khal, vdirsyncer and other tools read.\n\n\
+Start with `meetsync demo`: it runs a local simulator of the platform, syncs into a \
+folder and shows what happened. Then write a config (see config/meetsync.example.toml), \
+check it with `meetsync check-config` and run `meetsync sync --once`.",
+    after_help = "Exit codes: 0 success, 1 a sync job failed, 78 the configuration is invalid."
+)]
+pub struct Cli {
+    /// Config file [default: $MEETSYNC_CONFIG, $CONFIGURATION_DIRECTORY/meetsync.toml or ~/.config/meetsync/meetsync.toml]
+    #[arg(short, long, global = true, env = "MEETSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Sync every pair (or one) now and print a summary per pair
+    #[command(after_help = "Examples:\n  meetsync sync --once\n  meetsync sync --once --pair work --dry-run\n\n\
+A 304 from the platform (or an identical feed) ends a job without writing anything. \
+Jobs refuse mass deletions (an empty feed, or more than max_delete_share of the meetings \
+gone); --force-delete lets one run through.")]
+    Sync(SyncArgs),
+    /// Validate the config file: every problem with file:line:column and a hint
+    CheckConfig,
+    /// Show the last run of every pair, from the sync state
+    Status,
+    /// Run a local simulator, sync it into a folder and show the result
+    #[command(after_help = "Everything stays on this machine: the simulator listens on 127.0.0.1.\n\
+Example:\n  meetsync demo --dir /tmp/meetsync-demo --meetings 200")]
+    Demo(DemoArgs),
+    /// Run the Web Meeting API v6 simulator on 127.0.0.1 until interrupted
+    #[command(after_help = "Prints the base URL, the API key and the account id to use in a config.\n\
+Control surface (JSON): GET /_sim/counters, POST /_sim/meetings, PATCH|DELETE /_sim/meetings/{id}, POST /_sim/faults, POST /_sim/options")]
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// Run every job once and exit (the daemon is `meetsync run`, not available in this version)
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Only this pair
+    #[arg(long, value_name = "NAME")]
+    pub pair: Option<String>,
+    /// Show what would change; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Let this run delete even when the mass-deletion guard would refuse
+    #[arg(long)]
+    pub force_delete: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo writes its config, state and calendars [default: a new folder under the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Meetings per organizer
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub meetings: usize,
+    /// Organizers in the demo account
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub organizers: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1 (0 picks a free one)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Organizers to create in the demo account
+    #[arg(long, default_value_t = 2)]
+    pub organizers: usize,
+    /// Meetings per organizer
+    #[arg(long, default_value_t = 20)]
+    pub meetings: usize,
+    /// Seed of the generated meetings
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// API key the simulator accepts
+    #[arg(long, default_value = "sim-api-key")]
+    pub api_key: String,
+}

@@ -1,0 +1,802 @@
+//! One sync job per pair: discover organizers, and for each one fetch the feed
+//! (conditional GET) → split it by UID → plan against the sync state → write
+//! the vdir atomically → commit the state. Returns a report; per-item
+//! problems go into the report, they do not abort the job, and a failed
+//! organizer does not stop the others.
+//!
+//! Nothing here knows about schedules or signals.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+
+use crate::config::{Layout, OrganizerSource, PairConfig};
+use crate::http::RetryPolicy;
+use crate::ics::{self, FeedItem, SplitFeed};
+use crate::provider::webmeeting::{Client, FeedFetch, Organizer};
+use crate::state::{Commit, FeedState, ItemState, RunRecord, State};
+use crate::store::vdir::Vdir;
+
+/// How a job runs.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub dry_run: bool,
+    pub force_delete: bool,
+    /// Unix seconds; injected so tests control time.
+    pub now: i64,
+    /// Organizers processed at once.
+    pub concurrency: usize,
+    /// Show a progress line on a terminal.
+    pub progress: bool,
+    /// Override the HTTP retry policy (tests, demo).
+    pub retry: Option<RetryPolicy>,
+}
+
+impl JobOptions {
+    pub fn new(now: i64) -> JobOptions {
+        JobOptions {
+            dry_run: false,
+            force_delete: false,
+            now,
+            concurrency: 4,
+            progress: false,
+            retry: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 304 from the platform.
+    NotModified,
+    /// 200 with the same body as last time.
+    Unchanged,
+    /// The feed was processed (maybe with nothing to do).
+    Synced,
+    /// Refused by a safety check; nothing touched.
+    Refused,
+    Failed,
+}
+
+/// What happened to one organizer's feed.
+#[derive(Debug, Clone)]
+pub struct OrganizerReport {
+    pub organizer: String,
+    pub collection: String,
+    pub outcome: Outcome,
+    pub added: usize,
+    pub changed: usize,
+    pub deleted: usize,
+    /// Gone from the feed after ageing out of the window: kept locally.
+    pub aged_out: usize,
+    pub outside_window: usize,
+    /// Items not written: local edits kept, bad components, name clashes.
+    pub notes: Vec<String>,
+    pub item_errors: usize,
+    pub error: Option<String>,
+    /// Planned actions, filled on dry runs.
+    pub plan: Vec<String>,
+}
+
+impl OrganizerReport {
+    fn new(organizer: &str, collection: &str) -> OrganizerReport {
+        OrganizerReport {
+            organizer: organizer.to_string(),
+            collection: collection.to_string(),
+            outcome: Outcome::Synced,
+            added: 0,
+            changed: 0,
+            deleted: 0,
+            aged_out: 0,
+            outside_window: 0,
+            notes: Vec::new(),
+            item_errors: 0,
+            error: None,
+            plan: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PairReport {
+    pub pair: String,
+    pub dry_run: bool,
+    pub organizers: Vec<OrganizerReport>,
+    /// A failure before any organizer could be processed.
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl PairReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && self
+                .organizers
+                .iter()
+                .all(|o| !matches!(o.outcome, Outcome::Failed | Outcome::Refused))
+    }
+
+    pub fn totals(&self) -> (usize, usize, usize) {
+        self.organizers.iter().fold((0, 0, 0), |(a, c, d), o| {
+            (a + o.added, c + o.changed, d + o.deleted)
+        })
+    }
+
+    /// One line for logs, `status` and sd_notify.
+    pub fn summary(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("failed: {e}");
+        }
+        let (a, c, d) = self.totals();
+        let count = |o: Outcome| self.organizers.iter().filter(|r| r.outcome == o).count();
+        let mut s = format!(
+            "{} organizer{}: +{a} ~{c} -{d}",
+            self.organizers.len(),
+            if self.organizers.len() == 1 { "" } else { "s" }
+        );
+        let nm = count(Outcome::NotModified);
+        let un = count(Outcome::Unchanged);
+        if nm > 0 {
+            let _ = write!(s, ", {nm} not modified (304)");
+        }
+        if un > 0 {
+            let _ = write!(s, ", {un} unchanged");
+        }
+        let failed = count(Outcome::Failed);
+        let refused = count(Outcome::Refused);
+        let item_errors: usize = self.organizers.iter().map(|o| o.item_errors).sum();
+        let _ = write!(s, ", {} error{}", failed + refused, if failed + refused == 1 { "" } else { "s" });
+        if item_errors > 0 {
+            let _ = write!(s, ", {item_errors} item problem{}", if item_errors == 1 { "" } else { "s" });
+        }
+        s
+    }
+
+    /// The human report printed by `sync --once`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.dry_run {
+            "dry run"
+        } else if self.ok() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        let _ = writeln!(out, "pair {}: {verdict} — {} ({:.2} s)", self.pair, self.summary(), self.seconds);
+        for o in &self.organizers {
+            let what = match o.outcome {
+                Outcome::NotModified => "not modified (304)".to_string(),
+                Outcome::Unchanged => "unchanged (same content)".to_string(),
+                Outcome::Synced => {
+                    let mut s = format!("+{} ~{} -{}", o.added, o.changed, o.deleted);
+                    if o.aged_out > 0 {
+                        let _ = write!(s, ", {} aged out (kept)", o.aged_out);
+                    }
+                    if o.outside_window > 0 {
+                        let _ = write!(s, ", {} outside the sync window", o.outside_window);
+                    }
+                    s
+                }
+                Outcome::Refused => format!("REFUSED: {}", o.error.as_deref().unwrap_or("")),
+                Outcome::Failed => format!("FAILED: {}", o.error.as_deref().unwrap_or("")),
+            };
+            let _ = writeln!(out, "  {} → {}/: {what}", o.organizer, o.collection);
+            for n in &o.notes {
+                let _ = writeln!(out, "    ! {n}");
+            }
+            const MAX_PLAN_LINES: usize = 50;
+            for p in o.plan.iter().take(MAX_PLAN_LINES) {
+                let _ = writeln!(out, "    {p}");
+            }
+            if o.plan.len() > MAX_PLAN_LINES {
+                let _ = writeln!(out, "    … and {} more", o.plan.len() - MAX_PLAN_LINES);
+            }
+        }
+        out
+    }
+}
+
+/// Progress on a terminal: "pair: 1200/10000 files".
+struct Progress {
+    enabled: bool,
+    pair: String,
+    done: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Progress {
+    fn add_total(&self, n: usize) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn tick(&self) {
+        let d = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.enabled && d % 200 == 0 {
+            eprint!("\r{}: {d}/{} files written", self.pair, self.total.load(Ordering::Relaxed));
+        }
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.done.load(Ordering::Relaxed) >= 200 {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Run one job for one pair.
+pub async fn sync_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions) -> PairReport {
+    let started = std::time::Instant::now();
+    let mut report = PairReport {
+        pair: pair.name.clone(),
+        dry_run: opts.dry_run,
+        organizers: Vec::new(),
+        error: None,
+        seconds: 0.0,
+    };
+    match run_pair(pair, state.clone(), opts).await {
+        Ok(orgs) => report.organizers = orgs,
+        Err(e) => report.error = Some(e),
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    if !opts.dry_run {
+        let rec = RunRecord {
+            pair: pair.name.clone(),
+            started: opts.now,
+            finished: opts.now + report.seconds.ceil() as i64,
+            ok: report.ok(),
+            summary: report.summary(),
+            error: first_error(&report),
+        };
+        let st = state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = st.record_run(&rec) {
+            tracing::warn!(pair = %pair.name, error = %e, "cannot record the run");
+        }
+    }
+    report
+}
+
+fn first_error(r: &PairReport) -> Option<String> {
+    r.error.clone().or_else(|| {
+        r.organizers
+            .iter()
+            .find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.organizer)))
+    })
+}
+
+async fn run_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions) -> Result<Vec<OrganizerReport>, String> {
+    let key = pair
+        .platform
+        .api_key
+        .load()
+        .map_err(|e| format!("API key ({}): {e}", pair.platform.api_key.describe()))?;
+    if let Some(w) = &key.warning {
+        tracing::warn!(pair = %pair.name, "{w}");
+    }
+    let timeout = Duration::from_secs(pair.platform.timeout_secs);
+    let mut client = Client::new(&pair.platform.base_url, key.value, timeout, pair.platform.max_feed_bytes)
+        .map_err(|e| e.to_string())?;
+    if let Some(r) = &opts.retry {
+        client = client.with_retry(r.clone(), timeout).map_err(|e| e.to_string())?;
+    }
+    let organizers = match &pair.platform.organizers {
+        OrganizerSource::Account { account_id, only } => {
+            let orgs = client
+                .organizers(account_id, only)
+                .await
+                .map_err(|e| format!("organizer lookup failed: {e}"))?;
+            if orgs.is_empty() {
+                return Err(format!(
+                    "account {account_id} has no organizers{}",
+                    if only.is_empty() { "" } else { " matching `only`" }
+                ));
+            }
+            orgs
+        }
+        OrganizerSource::Feeds(feeds) => {
+            let mut v = Vec::new();
+            for f in feeds {
+                let p = f
+                    .ics_path
+                    .load()
+                    .map_err(|e| format!("feed path of {} ({}): {e}", f.name, f.ics_path.describe()))?;
+                v.push(Organizer::from_feed(&f.name, p.value));
+            }
+            v
+        }
+    };
+    let progress = Arc::new(Progress {
+        enabled: opts.progress && std::io::stderr().is_terminal(),
+        pair: pair.name.clone(),
+        done: AtomicUsize::new(0),
+        total: AtomicUsize::new(0),
+    });
+    let client = Arc::new(client);
+    let reports: Vec<OrganizerReport> = stream::iter(organizers.into_iter().map(|org| {
+        let client = client.clone();
+        let state = state.clone();
+        let progress = progress.clone();
+        let pair = pair.clone();
+        let opts = opts.clone();
+        async move { sync_organizer(&pair, &client, org, state, &opts, progress).await }
+    }))
+    .buffered(opts.concurrency.max(1))
+    .collect()
+    .await;
+    progress.finish();
+    Ok(reports)
+}
+
+fn collection_for(pair: &PairConfig, org: &Organizer) -> String {
+    match pair.store.layout {
+        Layout::Merged => pair.store.collection.clone(),
+        Layout::PerOrganizer => ics::file_stem_for_uid(&org.label.to_lowercase()),
+    }
+}
+
+async fn sync_organizer(
+    pair: &PairConfig,
+    client: &Client,
+    org: Organizer,
+    state: Arc<Mutex<State>>,
+    opts: &JobOptions,
+    progress: Arc<Progress>,
+) -> OrganizerReport {
+    let collection = collection_for(pair, &org);
+    let mut report = OrganizerReport::new(&org.label, &collection);
+    let known_feed = {
+        let st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.feed(&pair.name, &org.key)
+    };
+    let known_feed = match known_feed {
+        Ok(f) => f,
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    let fetched = client.fetch_feed(&org, &known_feed).await;
+    let (body, etag, last_modified) = match fetched {
+        Ok(FeedFetch::NotModified) => {
+            report.outcome = Outcome::NotModified;
+            return report;
+        }
+        Ok(FeedFetch::Body {
+            body,
+            etag,
+            last_modified,
+        }) => (body, etag, last_modified),
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    let pair = pair.clone();
+    let opts = opts.clone();
+    let org_key = org.key.clone();
+    let display = org.display_name.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        apply_feed(
+            &pair,
+            &org_key,
+            &display,
+            &known_feed,
+            FetchedFeed {
+                body,
+                etag,
+                last_modified,
+            },
+            &state,
+            &opts,
+            &progress,
+            report,
+        )
+    })
+    .await;
+    match res {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = OrganizerReport::new(&org.label, &collection);
+            r.outcome = Outcome::Failed;
+            r.error = Some(format!("internal error while applying the feed: {e}"));
+            r
+        }
+    }
+}
+
+struct FetchedFeed {
+    body: Vec<u8>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+enum Action<'a> {
+    Add(&'a FeedItem, Vec<u8>, [u8; 32]),
+    Change(&'a FeedItem, Vec<u8>, [u8; 32], ItemState),
+    Delete(ItemState, &'static str),
+}
+
+const DAY: i64 = 86_400;
+
+/// Decide and apply what one fetched feed means for the store. Blocking.
+#[allow(clippy::too_many_arguments)]
+fn apply_feed(
+    pair: &PairConfig,
+    org_key: &str,
+    display_name: &str,
+    known_feed: &FeedState,
+    fetched: FetchedFeed,
+    state: &Mutex<State>,
+    opts: &JobOptions,
+    progress: &Progress,
+    mut report: OrganizerReport,
+) -> OrganizerReport {
+    let collection = report.collection.clone();
+    let body_hash = ics::content_hash(&fetched.body).to_vec();
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    if known_feed.body_hash.as_deref() == Some(&body_hash[..]) {
+        report.outcome = Outcome::Unchanged;
+        if !opts.dry_run && (known_feed.etag != fetched.etag || known_feed.last_modified != fetched.last_modified) {
+            // same content, new validators: remember them so the next fetch can be a 304
+            let feed = FeedState {
+                etag: fetched.etag,
+                last_modified: fetched.last_modified,
+                ..known_feed.clone()
+            };
+            if let Err(e) = lock().commit(
+                &pair.name,
+                org_key,
+                &Commit {
+                    feed: Some(feed),
+                    ..Commit::default()
+                },
+            ) {
+                report.outcome = Outcome::Failed;
+                report.error = Some(e.to_string());
+            }
+        }
+        return report;
+    }
+    let split: SplitFeed = match ics::split_feed(&fetched.body) {
+        Ok(s) => s,
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(format!("the feed is not a usable calendar: {e}; nothing was changed"));
+            return report;
+        }
+    };
+    for s in split.skipped() {
+        report.item_errors += 1;
+        report.notes.push(format!(
+            "skipped component #{}{}: {}",
+            s.index,
+            s.uid.as_deref().map(|u| format!(" (UID {})", shorten(u))).unwrap_or_default(),
+            s.reason
+        ));
+    }
+    let known = match lock().items(&pair.name, org_key) {
+        Ok(k) => k,
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+
+    // --- plan ---
+    let lo = opts.now - i64::from(pair.sync.past_days) * DAY;
+    let hi = opts.now + i64::from(pair.sync.future_days) * DAY;
+    let mut actions: Vec<Action> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(split.items().len());
+    let mut live_items = 0usize;
+    for item in split.items() {
+        if item.cancelled {
+            continue; // handled as absent below
+        }
+        live_items += 1;
+        seen.insert(item.uid.as_str());
+        let row = known.get(&item.uid);
+        if row.is_none() {
+            let ends_before = item.span.last_end.is_some_and(|e| e < lo - DAY);
+            let starts_after = item.span.first_start.is_some_and(|s| s > hi + DAY);
+            if ends_before || starts_after {
+                report.outside_window += 1;
+                continue;
+            }
+        }
+        let bytes = split.render(item);
+        let hash = ics::content_hash(&bytes);
+        match row {
+            Some(r) if r.remote_hash[..] == hash[..] => {}
+            Some(r) => actions.push(Action::Change(item, bytes, hash, r.clone())),
+            None => actions.push(Action::Add(item, bytes, hash)),
+        }
+    }
+    let mut removals: Vec<String> = Vec::new();
+    let mut deletes = 0usize;
+    let cancelled: HashSet<&str> = split
+        .items()
+        .iter()
+        .filter(|i| i.cancelled)
+        .map(|i| i.uid.as_str())
+        .collect();
+    let mut gone: Vec<&ItemState> = known.values().filter(|r| !seen.contains(r.uid.as_str())).collect();
+    gone.sort_by(|a, b| a.uid.cmp(&b.uid));
+    for row in gone {
+        let aged = row.last_end.is_some_and(|e| e < lo);
+        if aged && !cancelled.contains(row.uid.as_str()) {
+            report.aged_out += 1;
+            removals.push(row.uid.clone());
+            if opts.dry_run {
+                report.plan.push(format!("= {} aged out of the window: kept locally", shorten(&row.uid)));
+            }
+        } else {
+            deletes += 1;
+            let why = if cancelled.contains(row.uid.as_str()) {
+                "cancelled on the platform"
+            } else {
+                "gone from the feed"
+            };
+            actions.push(Action::Delete(row.clone(), why));
+        }
+    }
+
+    // --- safety: mass deletion ---
+    if !opts.force_delete && !known.is_empty() {
+        let before = known.len();
+        if live_items == 0 && deletes > 0 {
+            report.outcome = Outcome::Refused;
+            report.error = Some(format!(
+                "the feed came back with no meetings although {before} were synced before; nothing was deleted. \
+                 If the meetings really are gone, run `meetsync sync --once --pair {} --force-delete`",
+                pair.name
+            ));
+            return report;
+        }
+        let share = deletes as f64 / before as f64;
+        if before >= pair.sync.delete_guard_min_items as usize && share > pair.sync.max_delete_share {
+            report.outcome = Outcome::Refused;
+            report.error = Some(format!(
+                "the feed would delete {deletes} of {before} meetings ({:.0} %, more than max_delete_share = {}); \
+                 nothing was changed. If this is intended, run `meetsync sync --once --pair {} --force-delete`",
+                share * 100.0,
+                pair.sync.max_delete_share,
+                pair.name
+            ));
+            return report;
+        }
+    }
+
+    let vdir = Vdir::new(&pair.store.path);
+    if opts.dry_run {
+        for a in &actions {
+            match a {
+                Action::Add(i, ..) => {
+                    report.added += 1;
+                    report.plan.push(format!("+ {} ({}.ics)", shorten(&i.uid), ics::file_stem_for_uid(&i.uid)));
+                }
+                Action::Change(i, _, _, r) => {
+                    report.changed += 1;
+                    report.plan.push(format!("~ {} ({})", shorten(&i.uid), r.file));
+                }
+                Action::Delete(r, why) => {
+                    report.deleted += 1;
+                    report.plan.push(format!("- {} ({}): {why}", shorten(&r.uid), r.file));
+                }
+            }
+        }
+        return report;
+    }
+
+    // --- execute ---
+    if let Err(e) = vdir.prepare_collection(&collection, display_name) {
+        report.outcome = Outcome::Failed;
+        report.error = Some(e.to_string());
+        return report;
+    }
+    let mut batch = vdir.batch(&collection);
+    let mut upserts: Vec<ItemState> = Vec::new();
+    let staged_total = actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Delete(..)))
+        .count();
+    progress.add_total(staged_total);
+    let mut files_in_job: HashMap<String, &str> = HashMap::new();
+    for a in actions {
+        match a {
+            Action::Add(item, bytes, hash) => {
+                let file = format!("{}.ics", ics::file_stem_for_uid(&item.uid));
+                if let Some(other) = files_in_job.insert(file.clone(), item.uid.as_str()) {
+                    report.item_errors += 1;
+                    report.notes.push(format!(
+                        "UID {} maps to the same file as UID {}: skipped",
+                        shorten(&item.uid),
+                        shorten(other)
+                    ));
+                    continue;
+                }
+                match lock().file_owner(&pair.name, &collection, &file) {
+                    Ok(Some((o, u))) if o != org_key || u != item.uid => {
+                        report.item_errors += 1;
+                        report.notes.push(format!(
+                            "UID {}: the file {file} already belongs to another organizer's meeting; skipped",
+                            shorten(&item.uid)
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        report.outcome = Outcome::Failed;
+                        report.error = Some(e.to_string());
+                        return report;
+                    }
+                    _ => {}
+                }
+                let existing = match vdir.read(&collection, &file) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!("UID {}: {e}", shorten(&item.uid)));
+                        continue;
+                    }
+                };
+                match existing {
+                    Some(cur) if cur == bytes => {
+                        // written by an interrupted run: adopt it
+                        upserts.push(row_for(item, &collection, file, hash, hash));
+                        report.added += 1;
+                    }
+                    Some(_) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!(
+                            "{file} exists with other content (UID {}); the local file was kept",
+                            shorten(&item.uid)
+                        ));
+                    }
+                    None => {
+                        if let Err(e) = batch.stage(&file, &bytes) {
+                            report.outcome = Outcome::Failed;
+                            report.error = Some(format!("{e}; nothing was committed"));
+                            return report;
+                        }
+                        progress.tick();
+                        upserts.push(row_for(item, &collection, file, hash, hash));
+                        report.added += 1;
+                    }
+                }
+            }
+            Action::Change(item, bytes, hash, row) => {
+                let cur = match vdir.read(&row.collection, &row.file) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!("UID {}: {e}", shorten(&item.uid)));
+                        continue;
+                    }
+                };
+                let locally_edited = match &cur {
+                    None => false, // deleted locally: the platform's version comes back
+                    Some(c) if *c == bytes => {
+                        upserts.push(row_for(item, &row.collection, row.file.clone(), hash, hash));
+                        report.changed += 1;
+                        continue;
+                    }
+                    Some(c) => ics::content_hash(c)[..] != row.local_hash[..],
+                };
+                if locally_edited {
+                    report.item_errors += 1;
+                    report.notes.push(format!(
+                        "{} was edited locally and changed on the platform: the local version was kept \
+                         (pull pairs do not merge)",
+                        row.file
+                    ));
+                    continue;
+                }
+                if row.collection != collection {
+                    report.notes.push(format!("{}: collection changed; kept in {}", row.file, row.collection));
+                }
+                let mut b = if row.collection == collection {
+                    None
+                } else {
+                    Some(vdir.batch(&row.collection))
+                };
+                let target = b.as_mut().unwrap_or(&mut batch);
+                if let Err(e) = target.stage(&row.file, &bytes) {
+                    report.outcome = Outcome::Failed;
+                    report.error = Some(format!("{e}; nothing was committed"));
+                    return report;
+                }
+                if let Some(b) = b {
+                    if let Err(e) = b.commit() {
+                        report.outcome = Outcome::Failed;
+                        report.error = Some(e.to_string());
+                        return report;
+                    }
+                }
+                progress.tick();
+                upserts.push(row_for(item, &row.collection, row.file.clone(), hash, hash));
+                report.changed += 1;
+            }
+            Action::Delete(row, why) => {
+                match vdir.read(&row.collection, &row.file) {
+                    Ok(None) => {}
+                    Ok(Some(c)) if ics::content_hash(&c)[..] == row.local_hash[..] => {
+                        if row.collection == collection {
+                            batch.delete(&row.file);
+                        } else {
+                            let mut b = vdir.batch(&row.collection);
+                            b.delete(&row.file);
+                            if let Err(e) = b.commit() {
+                                report.item_errors += 1;
+                                report.notes.push(e.to_string());
+                                continue;
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        report.notes.push(format!(
+                            "{} is {why} but was edited locally: the local file was kept and is no longer synced",
+                            row.file
+                        ));
+                    }
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!("UID {}: {e}", shorten(&row.uid)));
+                        continue;
+                    }
+                }
+                removals.push(row.uid.clone());
+                report.deleted += 1;
+            }
+        }
+    }
+    if let Err(e) = batch.commit() {
+        report.outcome = Outcome::Failed;
+        report.error = Some(format!("{e}; the sync state was not changed"));
+        return report;
+    }
+    let commit = Commit {
+        upserts,
+        removals,
+        feed: Some(FeedState {
+            etag: fetched.etag,
+            last_modified: fetched.last_modified,
+            body_hash: Some(body_hash),
+            items: live_items as i64,
+        }),
+    };
+    if let Err(e) = lock().commit(&pair.name, org_key, &commit) {
+        report.outcome = Outcome::Failed;
+        report.error = Some(format!("{e}; files were written and will be adopted on the next run"));
+    }
+    report
+}
+
+fn row_for(item: &FeedItem, collection: &str, file: String, remote: [u8; 32], local: [u8; 32]) -> ItemState {
+    ItemState {
+        uid: item.uid.clone(),
+        collection: collection.to_string(),
+        file,
+        remote_hash: remote.to_vec(),
+        local_hash: local.to_vec(),
+        last_end: item.span.last_end,
+    }
+}
+
+/// UIDs can be long or hostile; show a bounded, printable form.
+pub fn shorten(uid: &str) -> String {
+    let clean: String = uid
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if clean.chars().count() > 60 {
+        format!("{}…", clean.chars().take(60).collect::<String>())
+    } else {
+        clean
+    }
+}

@@ -1,0 +1,309 @@
+//! The one HTTP layer every platform client uses: timeouts, a streamed body
+//! cap, retries with backoff for idempotent requests (honouring
+//! `Retry-After`), and errors that name the request without its secrets.
+//!
+//! A request is described to humans by a `Target`: method plus a URL whose
+//! secret parts (ICS tokens in paths) are already replaced. The real URL never
+//! reaches an error message: reqwest errors are stripped of it.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{target}: {cause}")]
+    Network { target: String, cause: String },
+    #[error("{target}: the server answered {status}{detail}")]
+    Status {
+        target: String,
+        status: StatusCode,
+        detail: String,
+    },
+    #[error("{target}: the response is larger than the limit of {limit} bytes (raise max_feed_mib if this is expected)")]
+    TooLarge { target: String, limit: u64 },
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A response whose body has been read in full (within the cap).
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    pub fn content_type(&self) -> String {
+        self.header("content-type").unwrap_or_default().to_ascii_lowercase()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl Http {
+    pub fn new(timeout: Duration, retry: RetryPolicy) -> Result<Http, HttpError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("meetsync/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .timeout(timeout)
+            .build()
+            .map_err(|e| HttpError::Network {
+                target: "HTTP client".into(),
+                cause: e.without_url().to_string(),
+            })?;
+        Ok(Http { client, retry })
+    }
+
+    /// Send a request; idempotent ones (GET/PUT/DELETE) are retried on
+    /// network errors, 429, 423, 500, 502, 503 and 504. `target` names the
+    /// request in errors and must not hold secrets. Statuses other than
+    /// 2xx/304 come back as `HttpError::Status`.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        max_body: u64,
+        target: &str,
+    ) -> Result<Response, HttpError> {
+        let idempotent = method != Method::POST && method != Method::PATCH;
+        let attempts = if idempotent { self.retry.attempts.max(1) } else { 1 };
+        let mut last_err = None;
+        for attempt in 0..attempts {
+            let mut req = self.client.request(method.clone(), url).headers(headers.clone());
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            let wait = match req.send().await {
+                Err(e) => {
+                    let err = HttpError::Network {
+                        target: target.to_string(),
+                        cause: describe_reqwest(&e),
+                    };
+                    last_err = Some(err);
+                    None
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(parse_retry_after);
+                    let headers = resp.headers().clone();
+                    let body = match read_capped(resp, max_body, target).await {
+                        Ok(b) => b,
+                        Err(e @ HttpError::TooLarge { .. }) => return Err(e),
+                        Err(e) => {
+                            last_err = Some(e);
+                            if attempt + 1 < attempts {
+                                tokio::time::sleep(self.backoff(attempt)).await;
+                            }
+                            continue;
+                        }
+                    };
+                    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+                        return Ok(Response {
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
+                    let err = HttpError::Status {
+                        target: target.to_string(),
+                        status,
+                        detail: status_detail(status, &headers, &body),
+                    };
+                    let retryable = matches!(status.as_u16(), 423 | 429 | 500 | 502 | 503 | 504);
+                    if !retryable {
+                        return Err(err);
+                    }
+                    last_err = Some(err);
+                    retry_after
+                }
+            };
+            if attempt + 1 < attempts {
+                let delay = match wait {
+                    Some(d) => d.min(self.retry.max_delay),
+                    None => self.backoff(attempt),
+                };
+                tracing::debug!(target: "meetsync::http", request = target, ?delay, attempt, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+        Err(last_err.unwrap_or_else(|| HttpError::Network {
+            target: target.to_string(),
+            cause: "no attempt was made".into(),
+        }))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.retry.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let capped = exp.min(self.retry.max_delay);
+        let jitter = rand::random::<f64>() * 0.5 + 0.75;
+        capped.mul_f64(jitter)
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response, max: u64, target: &str) -> Result<Vec<u8>, HttpError> {
+    if let Some(len) = resp.content_length() {
+        if len > max {
+            return Err(HttpError::TooLarge {
+                target: target.to_string(),
+                limit: max,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(max) as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if out.len() as u64 + c.len() as u64 > max {
+                    return Err(HttpError::TooLarge {
+                        target: target.to_string(),
+                        limit: max,
+                    });
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => {
+                return Err(HttpError::Network {
+                    target: target.to_string(),
+                    cause: format!("the body was cut off: {}", describe_reqwest(&e)),
+                })
+            }
+        }
+    }
+}
+
+/// A reqwest error as text, without the URL (it may hold a token).
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    let mut causes = Vec::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !causes.contains(&t) {
+            causes.push(t);
+        }
+        src = s.source();
+    }
+    let joined = causes.join(": ");
+    let kind = if joined.contains("closed before message completed")
+        || joined.contains("IncompleteMessage")
+        || joined.contains("unexpected EOF")
+    {
+        "the response was cut off"
+    } else {
+        kind
+    };
+    if causes.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({})", causes.join(": "))
+    }
+}
+
+fn status_detail(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> String {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut detail = String::new();
+    if ct.contains("json") {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Some(m) = v.get("responseMessage").and_then(|m| m.as_str()) {
+                detail = format!(" ({})", m.chars().take(200).collect::<String>());
+            }
+        }
+    } else if ct.contains("html") {
+        detail = " (an HTML page)".into();
+    }
+    let hint = match status.as_u16() {
+        401 | 403 => "; check the API key and its permissions",
+        404 => "; check base_url, and that the account, organizer or feed still exists",
+        429 => "; the platform is rate-limiting, try again later",
+        500..=599 => "; the platform has a problem, try again later",
+        _ => "",
+    };
+    format!("{detail}{hint}")
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
+    let s = v.to_str().ok()?.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(s).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
+        let future = std::time::SystemTime::now() + Duration::from_secs(120);
+        let v = HeaderValue::from_str(&httpdate::fmt_http_date(future)).unwrap();
+        let d = parse_retry_after(&v).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+}

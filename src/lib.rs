@@ -1,0 +1,17 @@
+//! meetsync: keeps web meeting platforms and a local calendar store in step.
+//!
+//! Layers, from the bottom: `ics` (feed splitting, byte-exact) and `config`;
+//! `store` (vdir), `state` (SQLite), `http` + `provider` (platform clients);
+//! `cycle` (one sync job); `app`/`demo` (commands). `sim` is the platform
+//! simulator used by tests, benchmarks and the demo; the sync code never uses it.
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod cycle;
+pub mod demo;
+pub mod http;
+pub mod ics;
+pub mod provider;
+pub mod sim;
+pub mod state;
+pub mod store;

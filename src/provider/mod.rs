@@ -1,0 +1,2 @@
+//! Platform clients. Each turns a platform's wire format into our model.
+pub mod webmeeting;

@@ -1,0 +1,344 @@
+//! The sync state: one SQLite file (WAL mode) under the state directory.
+//!
+//! Per feed it keeps the validators and the hash of the last body, so that an
+//! unchanged feed costs one conditional GET. Per item it keeps the hash of
+//! what the platform sent and of what we wrote, so that a changed feed costs
+//! O(changed items) writes and a user's local edit is recognised. It also
+//! keeps a row per job run for `meetsync status`. This module does no network
+//! or vdir I/O.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("sync state database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the state directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is known about one organizer's feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedState {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub body_hash: Option<Vec<u8>>,
+    pub items: i64,
+}
+
+/// What is known about one synced item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemState {
+    pub uid: String,
+    pub collection: String,
+    pub file: String,
+    /// Hash of the rendered remote item at the last sync.
+    pub remote_hash: Vec<u8>,
+    /// Hash of the file as we wrote it.
+    pub local_hash: Vec<u8>,
+    /// End of the item's last occurrence (unix seconds), if bounded.
+    pub last_end: Option<i64>,
+}
+
+/// One finished job, for `status`.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub pair: String,
+    pub started: i64,
+    pub finished: i64,
+    pub ok: bool,
+    pub summary: String,
+    pub error: Option<String>,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS feeds (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL,
+    etag TEXT, last_modified TEXT, body_hash BLOB, items INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pair, organizer)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS items (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL, uid TEXT NOT NULL,
+    collection TEXT NOT NULL, file TEXT NOT NULL,
+    remote_hash BLOB NOT NULL, local_hash BLOB NOT NULL, last_end INTEGER,
+    PRIMARY KEY (pair, organizer, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_file ON items (pair, collection, file);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, pair TEXT NOT NULL, started INTEGER NOT NULL,
+    finished INTEGER NOT NULL, ok INTEGER NOT NULL, summary TEXT NOT NULL, error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_pair ON runs (pair, id);
+";
+
+/// Changes of one job, committed in one transaction after the files are durable.
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub upserts: Vec<ItemState>,
+    pub removals: Vec<String>,
+    pub feed: Option<FeedState>,
+}
+
+impl State {
+    /// Open (or create) `state_dir/state.sqlite3`.
+    pub fn open(state_dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Dir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let path = state_dir.join("state.sqlite3");
+        let conn = Connection::open(&path).map_err(|source| StateError::Db {
+            path: path.clone(),
+            source,
+        })?;
+        let s = State { conn, path };
+        s.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| s.err(e))?;
+        s.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| s.err(e))?;
+        // Files are fsynced before the state commits; NORMAL keeps the DB
+        // consistent and a lost last commit is redone (idempotently) next run.
+        s.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| s.err(e))?;
+        s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn feed(&self, pair: &str, organizer: &str) -> Result<FeedState, StateError> {
+        self.conn
+            .query_row(
+                "SELECT etag, last_modified, body_hash, items FROM feeds WHERE pair=?1 AND organizer=?2",
+                params![pair, organizer],
+                |r| {
+                    Ok(FeedState {
+                        etag: r.get(0)?,
+                        last_modified: r.get(1)?,
+                        body_hash: r.get(2)?,
+                        items: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map(|o| o.unwrap_or_default())
+            .map_err(|e| self.err(e))
+    }
+
+    /// All items of one organizer, by UID.
+    pub fn items(&self, pair: &str, organizer: &str) -> Result<HashMap<String, ItemState>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid, collection, file, remote_hash, local_hash, last_end FROM items WHERE pair=?1 AND organizer=?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, organizer], |r| {
+                Ok(ItemState {
+                    uid: r.get(0)?,
+                    collection: r.get(1)?,
+                    file: r.get(2)?,
+                    remote_hash: r.get(3)?,
+                    local_hash: r.get(4)?,
+                    last_end: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let row = row.map_err(|e| self.err(e))?;
+            out.insert(row.uid.clone(), row);
+        }
+        Ok(out)
+    }
+
+    /// Whether another organizer of this pair already owns `file` in `collection`.
+    pub fn file_owner(&self, pair: &str, collection: &str, file: &str) -> Result<Option<(String, String)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT organizer, uid FROM items WHERE pair=?1 AND collection=?2 AND file=?3",
+                params![pair, collection, file],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Apply one job's changes atomically.
+    pub fn commit(&mut self, pair: &str, organizer: &str, c: &Commit) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO items (pair, organizer, uid, collection, file, remote_hash, local_hash, last_end)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (pair, organizer, uid) DO UPDATE SET collection=excluded.collection,
+                       file=excluded.file, remote_hash=excluded.remote_hash,
+                       local_hash=excluded.local_hash, last_end=excluded.last_end",
+                )
+                .map_err(err)?;
+            for i in &c.upserts {
+                up.execute(params![
+                    pair,
+                    organizer,
+                    i.uid,
+                    i.collection,
+                    i.file,
+                    i.remote_hash,
+                    i.local_hash,
+                    i.last_end
+                ])
+                .map_err(err)?;
+            }
+            let mut del = tx
+                .prepare_cached("DELETE FROM items WHERE pair=?1 AND organizer=?2 AND uid=?3")
+                .map_err(err)?;
+            for uid in &c.removals {
+                del.execute(params![pair, organizer, uid]).map_err(err)?;
+            }
+            if let Some(f) = &c.feed {
+                tx.execute(
+                    "INSERT INTO feeds (pair, organizer, etag, last_modified, body_hash, items)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (pair, organizer) DO UPDATE SET etag=excluded.etag,
+                       last_modified=excluded.last_modified, body_hash=excluded.body_hash, items=excluded.items",
+                    params![pair, organizer, f.etag, f.last_modified, f.body_hash, f.items],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn record_run(&self, r: &RunRecord) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (pair, started, finished, ok, summary, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.pair, r.started, r.finished, r.ok, r.summary, r.error],
+            )
+            .map_err(|e| self.err(e))?;
+        // keep the history bounded
+        self.conn
+            .execute(
+                "DELETE FROM runs WHERE pair=?1 AND id NOT IN (SELECT id FROM runs WHERE pair=?1 ORDER BY id DESC LIMIT 100)",
+                params![r.pair],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The last run of every pair, and the last failed one.
+    pub fn last_runs(&self, pair: &str) -> Result<(Option<RunRecord>, Option<RunRecord>), StateError> {
+        let q = |sql: &str| {
+            self.conn
+                .query_row(sql, params![pair], |r| {
+                    Ok(RunRecord {
+                        pair: r.get(0)?,
+                        started: r.get(1)?,
+                        finished: r.get(2)?,
+                        ok: r.get(3)?,
+                        summary: r.get(4)?,
+                        error: r.get(5)?,
+                    })
+                })
+                .optional()
+                .map_err(|e| self.err(e))
+        };
+        let last = q("SELECT pair, started, finished, ok, summary, error FROM runs WHERE pair=?1 ORDER BY id DESC LIMIT 1")?;
+        let failed = q("SELECT pair, started, finished, ok, summary, error FROM runs WHERE pair=?1 AND ok=0 ORDER BY id DESC LIMIT 1")?;
+        Ok((last, failed))
+    }
+
+    /// Number of items synced for a pair.
+    pub fn item_count(&self, pair: &str) -> Result<i64, StateError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM items WHERE pair=?1", params![pair], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_roundtrip_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let item = ItemState {
+            uid: "u1".into(),
+            collection: "c".into(),
+            file: "u1.ics".into(),
+            remote_hash: vec![1],
+            local_hash: vec![2],
+            last_end: Some(5),
+        };
+        s.commit(
+            "p",
+            "o",
+            &Commit {
+                upserts: vec![item.clone()],
+                removals: vec![],
+                feed: Some(FeedState {
+                    etag: Some("\"e\"".into()),
+                    last_modified: None,
+                    body_hash: Some(vec![9]),
+                    items: 1,
+                }),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.items("p", "o").unwrap().get("u1"), Some(&item));
+        assert_eq!(s.feed("p", "o").unwrap().etag.as_deref(), Some("\"e\""));
+        assert_eq!(s.file_owner("p", "c", "u1.ics").unwrap(), Some(("o".into(), "u1".into())));
+        s.commit(
+            "p",
+            "o",
+            &Commit {
+                upserts: vec![],
+                removals: vec!["u1".into()],
+                feed: None,
+            },
+        )
+        .unwrap();
+        assert!(s.items("p", "o").unwrap().is_empty());
+        assert_eq!(s.feed("p", "o").unwrap().items, 1);
+    }
+}
