@@ -32,7 +32,11 @@ pub fn now_unix() -> i64 {
 }
 
 /// `meetsync sync --once`.
-pub async fn sync_once(cfg: &Config, pair: Option<&str>, mut opts: JobOptions) -> (i32, Vec<PairReport>) {
+pub async fn sync_once(
+    cfg: &Config,
+    pair: Option<&str>,
+    mut opts: JobOptions,
+) -> (i32, Vec<PairReport>) {
     let selected: Vec<_> = cfg
         .pairs
         .iter()
@@ -84,7 +88,10 @@ pub fn check_config(path: &Path) -> i32 {
     for p in &cfg.pairs {
         let store = p.store.path.display();
         let schedule = &p.schedule;
-        println!("  pair {}: {} → {store} (schedule `{schedule}`)", p.name, p.platform.base_url);
+        println!(
+            "  pair {}: {} → {store} (schedule `{schedule}`)",
+            p.name, p.platform.base_url
+        );
         if let Some(msgs) = secrets.get(&p.name) {
             for m in msgs {
                 println!("    {m}");
@@ -131,9 +138,25 @@ pub fn status(cfg: &Config) -> i32 {
                 r.summary
             ),
         }
-        if let Ok(c) = config::parse_schedule(&p.schedule) {
-            if let Ok(next) = c.find_next_occurrence(&chrono::Local::now(), false) {
-                println!("  next run (daemon): {}", next.format("%Y-%m-%d %H:%M %Z"));
+        match state.schedule(&p.name) {
+            Ok(Some((next, failures))) => {
+                let backoff = if failures > 0 {
+                    format!(" (backing off after {failures} failed run(s))")
+                } else {
+                    String::new()
+                };
+                println!("  next run: {}{backoff}", fmt_time(next));
+            }
+            _ => {
+                if let Ok(c) = config::parse_schedule(&p.schedule) {
+                    if let Ok(next) = c.find_next_occurrence(&chrono::Local::now(), false) {
+                        println!(
+                            "  next run: {} by the schedule `{}` (the daemon has not run yet)",
+                            next.format("%Y-%m-%d %H:%M %Z"),
+                            p.schedule
+                        );
+                    }
+                }
             }
         }
         if let Some(f) = failed {

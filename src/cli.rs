@@ -43,28 +43,40 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Sync every pair (or one) now and print a summary per pair
-    #[command(after_help = "Examples:\n  meetsync sync --once\n  meetsync sync --once --pair work --dry-run\n\n\
+    #[command(
+        after_help = "Examples:\n  meetsync sync --once\n  meetsync sync --once --pair work --dry-run\n\n\
 A 304 from the platform (or an identical feed) ends a job without writing anything. \
 Jobs refuse mass deletions (an empty feed, or more than max_delete_share of the meetings \
-gone); --force-delete lets one run through.")]
+gone); --force-delete lets one run through."
+    )]
     Sync(SyncArgs),
+    /// Run as a daemon: every pair on its schedule, until SIGTERM
+    #[command(after_help = "Signals: SIGHUP re-reads the config (a broken one is rejected, the old one keeps running); \
+SIGTERM/SIGINT stop starting jobs, let running ones commit, exit 0; SIGUSR1 syncs every pair now.\n\
+With [daemon] listen = \"127.0.0.1:9187\": GET /metrics, GET /healthz, POST /trigger/{pair}.\n\
+Under systemd (Type=notify) it sends READY=1, STATUS=… after each job and WATCHDOG=1 from the scheduler loop.")]
+    Run,
     /// Validate the config file: every problem with file:line:column and a hint
     CheckConfig,
     /// Show the last run of every pair, from the sync state
     Status,
     /// Run a local simulator, sync it into a folder and show the result
-    #[command(after_help = "Everything stays on this machine: the simulator listens on 127.0.0.1.\n\
-Example:\n  meetsync demo --dir /tmp/meetsync-demo --meetings 200")]
+    #[command(
+        after_help = "Everything stays on this machine: the simulator listens on 127.0.0.1.\n\
+Example:\n  meetsync demo --dir /tmp/meetsync-demo --meetings 200"
+    )]
     Demo(DemoArgs),
     /// Run the Web Meeting API v6 simulator on 127.0.0.1 until interrupted
-    #[command(after_help = "Prints the base URL, the API key and the account id to use in a config.\n\
-Control surface (JSON): GET /_sim/counters, POST /_sim/meetings, PATCH|DELETE /_sim/meetings/{id}, POST /_sim/faults, POST /_sim/options")]
+    #[command(
+        after_help = "Prints the base URL, the API key and the account id to use in a config.\n\
+Control surface (JSON): GET /_sim/counters, POST /_sim/meetings, PATCH|DELETE /_sim/meetings/{id}, POST /_sim/faults, POST /_sim/options"
+    )]
     Sim(SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct SyncArgs {
-    /// Run every job once and exit (the daemon is `meetsync run`, not available in this version)
+    /// Run every job once and exit (the daemon is `meetsync run`)
     #[arg(long, required = true)]
     pub once: bool,
     /// Only this pair

@@ -22,7 +22,38 @@ pub struct Config {
     pub path: PathBuf,
     /// Where the sync state database lives.
     pub state_dir: PathBuf,
+    pub daemon: DaemonSettings,
     pub pairs: Vec<PairConfig>,
+}
+
+/// Settings of `meetsync run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    /// Jobs running at once, over all pairs.
+    pub max_concurrent_jobs: usize,
+    /// Random delay added to each scheduled run, up to this many seconds.
+    pub jitter_secs: u64,
+    /// First retry delay after a failed job; doubles per failure.
+    pub backoff_base_secs: u64,
+    /// Longest retry delay.
+    pub backoff_max_secs: u64,
+    /// Loopback address for /metrics, /healthz and /trigger; None = off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// /healthz fails when every pair has been failing for this long.
+    pub unhealthy_after_secs: u64,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            max_concurrent_jobs: 2,
+            jitter_secs: 30,
+            backoff_base_secs: 60,
+            backoff_max_secs: 3600,
+            listen: None,
+            unhealthy_after_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +68,8 @@ pub struct PairConfig {
     pub direction: Direction,
     /// Cron expression (5 or 6 fields, or `@hourly` …) used by the daemon.
     pub schedule: String,
+    /// Time zone the schedule is read in (default: the system's).
+    pub schedule_timezone: Option<chrono_tz::Tz>,
     pub platform: PlatformConfig,
     pub store: StoreConfig,
     pub sync: SyncSettings,
@@ -65,7 +98,10 @@ pub enum SecretSource {
 pub enum OrganizerSource {
     /// Discovered through `GET /api/v6/account/admin/{account_id}`;
     /// `only` restricts them to these emails or user ids (empty = all).
-    Account { account_id: String, only: Vec<String> },
+    Account {
+        account_id: String,
+        only: Vec<String>,
+    },
     /// Listed: each organizer's feed path (a secret: it holds the ICS token).
     Feeds(Vec<FeedSpec>),
 }
@@ -284,14 +320,22 @@ impl<'t> Validator<'t> {
         }
     }
 
-    fn string(&mut self, r: &mut Reader<'_, '_>, key: &'static str) -> Option<(String, Range<usize>)> {
+    fn string(
+        &mut self,
+        r: &mut Reader<'_, '_>,
+        key: &'static str,
+    ) -> Option<(String, Range<usize>)> {
         let v = r.get(key)?;
         match v.get_ref() {
             DeValue::String(s) => Some((s.to_string(), v.span())),
             other => {
                 self.problem(
                     v.span(),
-                    format!("`{key}` in {} must be a string, not {}", r.what, type_name(other)),
+                    format!(
+                        "`{key}` in {} must be a string, not {}",
+                        r.what,
+                        type_name(other)
+                    ),
                     None,
                 );
                 None
@@ -317,10 +361,18 @@ impl<'t> Validator<'t> {
         out
     }
 
-    fn integer(&mut self, r: &mut Reader<'_, '_>, key: &'static str, min: i64, max: i64) -> Option<i64> {
+    fn integer(
+        &mut self,
+        r: &mut Reader<'_, '_>,
+        key: &'static str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let v = r.get(key)?;
         let parsed = match v.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok(),
+            DeValue::Integer(i) => {
+                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+            }
             _ => None,
         };
         match parsed {
@@ -348,7 +400,13 @@ impl<'t> Validator<'t> {
         }
     }
 
-    fn float(&mut self, r: &mut Reader<'_, '_>, key: &'static str, min: f64, max: f64) -> Option<f64> {
+    fn float(
+        &mut self,
+        r: &mut Reader<'_, '_>,
+        key: &'static str,
+        min: f64,
+        max: f64,
+    ) -> Option<f64> {
         let v = r.get(key)?;
         let parsed = match v.get_ref() {
             DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
@@ -379,7 +437,11 @@ impl<'t> Validator<'t> {
             other => {
                 self.problem(
                     v.span(),
-                    format!("`{key}` in {} must be a table, not {}", r.what, type_name(other)),
+                    format!(
+                        "`{key}` in {} must be a table, not {}",
+                        r.what,
+                        type_name(other)
+                    ),
                     Some(format!("write it as a [..{key}] section")),
                 );
                 None
@@ -414,7 +476,11 @@ impl<'t> Validator<'t> {
         }
         if let Some((s, span)) = self.string(r, cred) {
             if s.is_empty() || s.contains('/') {
-                self.problem(span.clone(), format!("`{cred}` must be a credential name without `/`"), None);
+                self.problem(
+                    span.clone(),
+                    format!("`{cred}` must be a credential name without `/`"),
+                    None,
+                );
             }
             found.push((SecretSource::Credential(s), span));
         }
@@ -440,12 +506,22 @@ impl<'t> Validator<'t> {
         }
     }
 
-    fn config(&mut self, root: &Table<'_>, span: Range<usize>, base_dir: &Path, path: &Path) -> Config {
+    fn config(
+        &mut self,
+        root: &Table<'_>,
+        span: Range<usize>,
+        base_dir: &Path,
+        path: &Path,
+    ) -> Config {
         let mut r = Reader::new(root, span, "the top level");
         let state_dir = self
             .string(&mut r, "state_dir")
             .map(|(s, _)| resolve_path(&s, base_dir))
             .unwrap_or_else(default_state_dir);
+        let daemon = match self.table(&mut r, "daemon") {
+            Some((t, sp)) => self.daemon(t, sp),
+            None => DaemonSettings::default(),
+        };
         let mut pairs = Vec::new();
         match r.get("pair") {
             None => self.problem(
@@ -464,7 +540,11 @@ impl<'t> Validator<'t> {
                             }
                             other => self.problem(
                                 item.span(),
-                                format!("pair #{} must be a table, not {}", i + 1, type_name(other)),
+                                format!(
+                                    "pair #{} must be a table, not {}",
+                                    i + 1,
+                                    type_name(other)
+                                ),
                                 None,
                             ),
                         }
@@ -472,12 +552,15 @@ impl<'t> Validator<'t> {
                 }
                 other => self.problem(
                     v.span(),
-                    format!("`pair` must be an array of tables, not {}", type_name(other)),
+                    format!(
+                        "`pair` must be an array of tables, not {}",
+                        type_name(other)
+                    ),
                     Some("write each pair as a [[pair]] section".into()),
                 ),
             },
         }
-        self.finish(r, "state_dir, [[pair]]");
+        self.finish(r, "state_dir, [daemon], [[pair]]");
         let mut seen = HashSet::new();
         for (p, span) in &pairs {
             if !seen.insert(p.name.clone()) {
@@ -491,18 +574,30 @@ impl<'t> Validator<'t> {
         Config {
             path: path.to_path_buf(),
             state_dir,
+            daemon,
             pairs: pairs.into_iter().map(|(p, _)| p).collect(),
         }
     }
 
-    fn pair(&mut self, t: &Table<'_>, span: Range<usize>, index: usize, base_dir: &Path) -> Option<PairConfig> {
+    fn pair(
+        &mut self,
+        t: &Table<'_>,
+        span: Range<usize>,
+        index: usize,
+        base_dir: &Path,
+    ) -> Option<PairConfig> {
         let mut r = Reader::new(t, span, format!("pair #{}", index + 1));
-        let name = self.required_string(&mut r, "name", "give the pair a name, e.g. name = \"work\"");
+        let name =
+            self.required_string(&mut r, "name", "give the pair a name, e.g. name = \"work\"");
         if let Some((n, _)) = &name {
             r.what = format!("pair `{n}`");
         }
         if let Some((n, s)) = &name {
-            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if n.is_empty()
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 self.problem(
                     s.clone(),
                     format!("pair name `{n}` is not usable"),
@@ -522,7 +617,11 @@ impl<'t> Validator<'t> {
                 None
             }
             Some((d, s)) => {
-                self.problem(s, format!("unknown direction `{d}`"), Some("use \"pull\"".into()));
+                self.problem(
+                    s,
+                    format!("unknown direction `{d}`"),
+                    Some("use \"pull\"".into()),
+                );
                 None
             }
         };
@@ -539,6 +638,20 @@ impl<'t> Validator<'t> {
                 s
             }
         };
+        let schedule_timezone = match self.string(&mut r, "schedule_timezone") {
+            None => None,
+            Some((tz, span)) => match tz.parse::<chrono_tz::Tz>() {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    self.problem(
+                        span,
+                        format!("`{tz}` is not a time zone name"),
+                        Some("use an IANA name such as \"Europe/Zurich\"".into()),
+                    );
+                    None
+                }
+            },
+        };
         let platform = match self.table(&mut r, "platform") {
             Some((pt, ps)) => self.platform(pt, ps, &r.what, base_dir),
             None => {
@@ -546,7 +659,10 @@ impl<'t> Validator<'t> {
                     self.problem(
                         r.span.clone(),
                         format!("{} has no [pair.platform] section", r.what),
-                        Some("add [pair.platform] with base_url, an API key source and account_id".into()),
+                        Some(
+                            "add [pair.platform] with base_url, an API key source and account_id"
+                                .into(),
+                        ),
                     );
                 }
                 None
@@ -569,18 +685,28 @@ impl<'t> Validator<'t> {
             Some((st, ss)) => self.sync(st, ss, &r.what),
             None => Some(SyncSettings::default()),
         };
-        self.finish(r, "name, direction, schedule, [pair.platform], [pair.store], [pair.sync]");
+        self.finish(
+            r,
+            "name, direction, schedule, schedule_timezone, [pair.platform], [pair.store], [pair.sync]",
+        );
         Some(PairConfig {
             name: name?.0,
             direction: direction?,
             schedule,
+            schedule_timezone,
             platform: platform?,
             store: store?,
             sync: sync?,
         })
     }
 
-    fn platform(&mut self, t: &Table<'_>, span: Range<usize>, pair: &str, base_dir: &Path) -> Option<PlatformConfig> {
+    fn platform(
+        &mut self,
+        t: &Table<'_>,
+        span: Range<usize>,
+        pair: &str,
+        base_dir: &Path,
+    ) -> Option<PlatformConfig> {
         let mut r = Reader::new(t, span, format!("the platform of {pair}"));
         match self.string(&mut r, "kind") {
             None => {}
@@ -592,7 +718,11 @@ impl<'t> Validator<'t> {
             ),
         }
         let base_url = self
-            .required_string(&mut r, "base_url", "e.g. base_url = \"https://meeting.example.com\"")
+            .required_string(
+                &mut r,
+                "base_url",
+                "e.g. base_url = \"https://meeting.example.com\"",
+            )
             .and_then(|(u, s)| {
                 let trimmed = u.trim_end_matches('/').to_string();
                 let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
@@ -603,7 +733,10 @@ impl<'t> Validator<'t> {
                     self.problem(
                         s,
                         format!("base_url `{u}` is not an http(s) URL"),
-                        Some("write the scheme and host, e.g. \"https://meeting.example.com\"".into()),
+                        Some(
+                            "write the scheme and host, e.g. \"https://meeting.example.com\""
+                                .into(),
+                        ),
                     );
                     None
                 }
@@ -611,7 +744,12 @@ impl<'t> Validator<'t> {
         let api_key = self.secret_source(
             &mut r,
             "API key",
-            ["api_key", "api_key_file", "api_key_env", "api_key_credential"],
+            [
+                "api_key",
+                "api_key_file",
+                "api_key_env",
+                "api_key_credential",
+            ],
             base_dir,
         );
         let timeout_secs = self.integer(&mut r, "timeout_secs", 1, 3600).unwrap_or(60) as u64;
@@ -636,7 +774,11 @@ impl<'t> Validator<'t> {
                     })
                     .collect(),
                 other => {
-                    self.problem(v.span(), format!("`only` must be an array, not {}", type_name(other)), None);
+                    self.problem(
+                        v.span(),
+                        format!("`only` must be an array, not {}", type_name(other)),
+                        None,
+                    );
                     Vec::new()
                 }
             },
@@ -648,17 +790,33 @@ impl<'t> Validator<'t> {
                     let mut out = Vec::new();
                     for (i, x) in a.iter().enumerate() {
                         if let DeValue::Table(ft) = x.get_ref() {
-                            let mut fr = Reader::new(ft, x.span(), format!("feed #{} of {pair}", i + 1));
-                            let name = self.required_string(&mut fr, "name", "name the organizer, e.g. name = \"alice\"");
+                            let mut fr =
+                                Reader::new(ft, x.span(), format!("feed #{} of {pair}", i + 1));
+                            let name = self.required_string(
+                                &mut fr,
+                                "name",
+                                "name the organizer, e.g. name = \"alice\"",
+                            );
                             let src = self.secret_source(
                                 &mut fr,
                                 "feed path",
-                                ["ics_path", "ics_path_file", "ics_path_env", "ics_path_credential"],
+                                [
+                                    "ics_path",
+                                    "ics_path_file",
+                                    "ics_path_env",
+                                    "ics_path_credential",
+                                ],
                                 base_dir,
                             );
-                            self.finish(fr, "name, ics_path_file, ics_path_env, ics_path_credential");
+                            self.finish(
+                                fr,
+                                "name, ics_path_file, ics_path_env, ics_path_credential",
+                            );
                             if let (Some((name, _)), Some(src)) = (name, src) {
-                                out.push(FeedSpec { name, ics_path: src });
+                                out.push(FeedSpec {
+                                    name,
+                                    ics_path: src,
+                                });
                             }
                         } else {
                             self.problem(x.span(), "each feed must be a table".into(), None);
@@ -669,7 +827,10 @@ impl<'t> Validator<'t> {
                 other => {
                     self.problem(
                         v.span(),
-                        format!("`feed` must be an array of tables, not {}", type_name(other)),
+                        format!(
+                            "`feed` must be an array of tables, not {}",
+                            type_name(other)
+                        ),
                         Some("write each as a [[pair.platform.feed]] section".into()),
                     );
                     None
@@ -679,10 +840,17 @@ impl<'t> Validator<'t> {
         let organizers = match (account, feeds) {
             (Some((id, s)), None) => {
                 if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                    self.problem(s, format!("account_id `{id}` is not a valid id"), Some("the 24-hex account id from the account creation".into()));
+                    self.problem(
+                        s,
+                        format!("account_id `{id}` is not a valid id"),
+                        Some("the 24-hex account id from the account creation".into()),
+                    );
                     None
                 } else {
-                    Some(OrganizerSource::Account { account_id: id, only })
+                    Some(OrganizerSource::Account {
+                        account_id: id,
+                        only,
+                    })
                 }
             }
             (None, Some(f)) => {
@@ -694,8 +862,14 @@ impl<'t> Validator<'t> {
             (Some(_), Some(_)) => {
                 self.problem(
                     r.span.clone(),
-                    format!("{} sets both `account_id` and [[pair.platform.feed]]", r.what),
-                    Some("discover organizers from the account, or list their feeds, not both".into()),
+                    format!(
+                        "{} sets both `account_id` and [[pair.platform.feed]]",
+                        r.what
+                    ),
+                    Some(
+                        "discover organizers from the account, or list their feeds, not both"
+                            .into(),
+                    ),
                 );
                 None
             }
@@ -721,22 +895,40 @@ impl<'t> Validator<'t> {
         })
     }
 
-    fn store(&mut self, t: &Table<'_>, span: Range<usize>, pair: &str, base_dir: &Path) -> Option<StoreConfig> {
+    fn store(
+        &mut self,
+        t: &Table<'_>,
+        span: Range<usize>,
+        pair: &str,
+        base_dir: &Path,
+    ) -> Option<StoreConfig> {
         let mut r = Reader::new(t, span, format!("the store of {pair}"));
         match self.string(&mut r, "kind") {
             None => {}
             Some((k, _)) if k == "vdir" => {}
-            Some((k, s)) => self.problem(s, format!("unknown store kind `{k}`"), Some("this version supports kind = \"vdir\"".into())),
+            Some((k, s)) => self.problem(
+                s,
+                format!("unknown store kind `{k}`"),
+                Some("this version supports kind = \"vdir\"".into()),
+            ),
         }
         let path = self
-            .required_string(&mut r, "path", "e.g. path = \"~/.local/share/calendars/meetings\"")
+            .required_string(
+                &mut r,
+                "path",
+                "e.g. path = \"~/.local/share/calendars/meetings\"",
+            )
             .map(|(p, _)| resolve_path(&p, base_dir));
         let layout = match self.string(&mut r, "layout") {
             None => Some(Layout::PerOrganizer),
             Some((l, _)) if l == "per-organizer" => Some(Layout::PerOrganizer),
             Some((l, _)) if l == "merged" => Some(Layout::Merged),
             Some((l, s)) => {
-                self.problem(s, format!("unknown layout `{l}`"), Some("use \"per-organizer\" or \"merged\"".into()));
+                self.problem(
+                    s,
+                    format!("unknown layout `{l}`"),
+                    Some("use \"per-organizer\" or \"merged\"".into()),
+                );
                 None
             }
         };
@@ -746,9 +938,14 @@ impl<'t> Validator<'t> {
                 let ok = !c.is_empty()
                     && c != "."
                     && c != ".."
-                    && c.chars().all(|ch| ch.is_alphanumeric() || "-_. ".contains(ch));
+                    && c.chars()
+                        .all(|ch| ch.is_alphanumeric() || "-_. ".contains(ch));
                 if !ok {
-                    self.problem(s, format!("collection name `{c}` is not a safe folder name"), Some("use letters, digits, `-`, `_`, `.` and spaces".into()));
+                    self.problem(
+                        s,
+                        format!("collection name `{c}` is not a safe folder name"),
+                        Some("use letters, digits, `-`, `_`, `.` and spaces".into()),
+                    );
                 }
                 c
             }
@@ -761,19 +958,85 @@ impl<'t> Validator<'t> {
         })
     }
 
+    fn daemon(&mut self, t: &Table<'_>, span: Range<usize>) -> DaemonSettings {
+        let mut r = Reader::new(t, span, "[daemon]");
+        let d = DaemonSettings::default();
+        let listen = match self.string(&mut r, "listen") {
+            None => None,
+            Some((l, s)) => match l.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => Some(a),
+                Ok(a) => {
+                    self.problem(
+                        s,
+                        format!("listen address {a} is not a loopback address"),
+                        Some("metrics and triggers are served on 127.0.0.1 or ::1 only, e.g. \"127.0.0.1:9187\"".into()),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.problem(
+                        s,
+                        format!("`{l}` is not an address with a port"),
+                        Some("e.g. listen = \"127.0.0.1:9187\"".into()),
+                    );
+                    None
+                }
+            },
+        };
+        let out = DaemonSettings {
+            max_concurrent_jobs: self
+                .integer(&mut r, "max_concurrent_jobs", 1, 256)
+                .map(|n| n as usize)
+                .unwrap_or(d.max_concurrent_jobs),
+            jitter_secs: self
+                .integer(&mut r, "jitter_secs", 0, 86_400)
+                .map(|n| n as u64)
+                .unwrap_or(d.jitter_secs),
+            backoff_base_secs: self
+                .integer(&mut r, "backoff_base_secs", 1, 86_400)
+                .map(|n| n as u64)
+                .unwrap_or(d.backoff_base_secs),
+            backoff_max_secs: self
+                .integer(&mut r, "backoff_max_secs", 1, 7 * 86_400)
+                .map(|n| n as u64)
+                .unwrap_or(d.backoff_max_secs),
+            listen,
+            unhealthy_after_secs: self
+                .integer(&mut r, "unhealthy_after_secs", 1, 30 * 86_400)
+                .map(|n| n as u64)
+                .unwrap_or(d.unhealthy_after_secs),
+        };
+        self.finish(
+            r,
+            "max_concurrent_jobs, jitter_secs, backoff_base_secs, backoff_max_secs, listen, unhealthy_after_secs",
+        );
+        out
+    }
+
     fn sync(&mut self, t: &Table<'_>, span: Range<usize>, pair: &str) -> Option<SyncSettings> {
         let mut r = Reader::new(t, span, format!("the sync settings of {pair}"));
         let d = SyncSettings::default();
         let s = SyncSettings {
-            past_days: self.integer(&mut r, "past_days", 0, 36500).map(|n| n as u32).unwrap_or(d.past_days),
-            future_days: self.integer(&mut r, "future_days", 1, 36500).map(|n| n as u32).unwrap_or(d.future_days),
-            max_delete_share: self.float(&mut r, "max_delete_share", 0.0, 1.0).unwrap_or(d.max_delete_share),
+            past_days: self
+                .integer(&mut r, "past_days", 0, 36500)
+                .map(|n| n as u32)
+                .unwrap_or(d.past_days),
+            future_days: self
+                .integer(&mut r, "future_days", 1, 36500)
+                .map(|n| n as u32)
+                .unwrap_or(d.future_days),
+            max_delete_share: self
+                .float(&mut r, "max_delete_share", 0.0, 1.0)
+                .unwrap_or(d.max_delete_share),
             delete_guard_min_items: self
                 .integer(&mut r, "delete_guard_min_items", 1, 1_000_000)
                 .map(|n| n as u32)
                 .unwrap_or(d.delete_guard_min_items),
         };
-        self.finish(r, "past_days, future_days, max_delete_share, delete_guard_min_items");
+        self.finish(
+            r,
+            "past_days, future_days, max_delete_share, delete_guard_min_items",
+        );
         Some(s)
     }
 }
@@ -840,7 +1103,10 @@ pub fn default_config_path() -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("cannot read the secret file {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("environment variable {0} is not set")]
     Env(String),
     #[error("systemd credential `{0}` is not available ($CREDENTIALS_DIRECTORY is not set; add LoadCredential= to the unit)")]
@@ -868,7 +1134,10 @@ impl SecretSource {
     pub fn load(&self) -> Result<LoadedSecret, SecretError> {
         let (raw, warning) = match self {
             SecretSource::File(p) => read_secret_file(p)?,
-            SecretSource::Env(v) => (std::env::var(v).map_err(|_| SecretError::Env(v.clone()))?, None),
+            SecretSource::Env(v) => (
+                std::env::var(v).map_err(|_| SecretError::Env(v.clone()))?,
+                None,
+            ),
             SecretSource::Credential(c) => {
                 let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
                     .ok_or_else(|| SecretError::NoCredentialsDir(c.clone()))?;
@@ -923,7 +1192,9 @@ pub fn check_secrets(cfg: &Config) -> BTreeMap<String, Vec<String>> {
             match src.load() {
                 Ok(s) => {
                     if let Some(w) = s.warning {
-                        out.entry(p.name.clone()).or_default().push(format!("warning: {w}"));
+                        out.entry(p.name.clone())
+                            .or_default()
+                            .push(format!("warning: {w}"));
                     }
                 }
                 Err(e) => out
@@ -963,7 +1234,10 @@ path = "cal"
         assert_eq!(c.pairs.len(), 1);
         let p = &c.pairs[0];
         assert_eq!(p.platform.base_url, "https://meeting.example.com");
-        assert_eq!(p.platform.api_key, SecretSource::File(PathBuf::from("/etc/meetsync/key")));
+        assert_eq!(
+            p.platform.api_key,
+            SecretSource::File(PathBuf::from("/etc/meetsync/key"))
+        );
         assert_eq!(p.store.path, PathBuf::from("/etc/meetsync/cal"));
         assert_eq!(p.store.layout, Layout::PerOrganizer);
         assert_eq!(p.sync.past_days, 30);
@@ -986,10 +1260,19 @@ layout = "sideways"
 "#;
         let e = parse_str(bad).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("test.toml:4:1: error: unknown key `shedule`"), "{text}");
+        assert!(
+            text.contains("test.toml:4:1: error: unknown key `shedule`"),
+            "{text}"
+        );
         assert!(text.contains("did you mean `schedule`"), "{text}");
-        assert!(text.contains("test.toml:6:12: error: base_url `ftp://x`"), "{text}");
-        assert!(text.contains("`api_key` must not be written inline"), "{text}");
+        assert!(
+            text.contains("test.toml:6:12: error: base_url `ftp://x`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`api_key` must not be written inline"),
+            "{text}"
+        );
         assert!(text.contains("unknown layout `sideways`"), "{text}");
         assert!(!text.contains("inline-secret-value"), "{text}");
         assert!(e.problems.len() >= 5, "{text}");

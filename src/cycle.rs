@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Layout, OrganizerSource, PairConfig};
 use crate::http::RetryPolicy;
@@ -35,6 +36,9 @@ pub struct JobOptions {
     pub progress: bool,
     /// Override the HTTP retry policy (tests, demo).
     pub retry: Option<RetryPolicy>,
+    /// Set when the daemon shuts down: organizers not yet started are skipped,
+    /// the ones in flight finish and commit.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl JobOptions {
@@ -46,6 +50,7 @@ impl JobOptions {
             concurrency: 4,
             progress: false,
             retry: None,
+            cancel: None,
         }
     }
 }
@@ -61,6 +66,8 @@ pub enum Outcome {
     /// Refused by a safety check; nothing touched.
     Refused,
     Failed,
+    /// Not started because the daemon is shutting down; the next run does it.
+    Cancelled,
 }
 
 /// What happened to one organizer's feed.
@@ -78,6 +85,8 @@ pub struct OrganizerReport {
     /// Items not written: local edits kept, bad components, name clashes.
     pub notes: Vec<String>,
     pub item_errors: usize,
+    /// Local edits kept instead of the platform's version.
+    pub conflicts: usize,
     pub error: Option<String>,
     /// Planned actions, filled on dry runs.
     pub plan: Vec<String>,
@@ -96,6 +105,7 @@ impl OrganizerReport {
             outside_window: 0,
             notes: Vec::new(),
             item_errors: 0,
+            conflicts: 0,
             error: None,
             plan: Vec::new(),
         }
@@ -150,9 +160,18 @@ impl PairReport {
         let failed = count(Outcome::Failed);
         let refused = count(Outcome::Refused);
         let item_errors: usize = self.organizers.iter().map(|o| o.item_errors).sum();
-        let _ = write!(s, ", {} error{}", failed + refused, if failed + refused == 1 { "" } else { "s" });
+        let _ = write!(
+            s,
+            ", {} error{}",
+            failed + refused,
+            if failed + refused == 1 { "" } else { "s" }
+        );
         if item_errors > 0 {
-            let _ = write!(s, ", {item_errors} item problem{}", if item_errors == 1 { "" } else { "s" });
+            let _ = write!(
+                s,
+                ", {item_errors} item problem{}",
+                if item_errors == 1 { "" } else { "s" }
+            );
         }
         s
     }
@@ -167,7 +186,13 @@ impl PairReport {
         } else {
             "FAILED"
         };
-        let _ = writeln!(out, "pair {}: {verdict} — {} ({:.2} s)", self.pair, self.summary(), self.seconds);
+        let _ = writeln!(
+            out,
+            "pair {}: {verdict} — {} ({:.2} s)",
+            self.pair,
+            self.summary(),
+            self.seconds
+        );
         for o in &self.organizers {
             let what = match o.outcome {
                 Outcome::NotModified => "not modified (304)".to_string(),
@@ -184,8 +209,13 @@ impl PairReport {
                 }
                 Outcome::Refused => format!("REFUSED: {}", o.error.as_deref().unwrap_or("")),
                 Outcome::Failed => format!("FAILED: {}", o.error.as_deref().unwrap_or("")),
+                Outcome::Cancelled => "not started (shutting down)".to_string(),
             };
-            let _ = writeln!(out, "  {} → {}/: {what}", o.organizer, o.collection);
+            if o.collection == o.organizer {
+                let _ = writeln!(out, "  {}/: {what}", o.organizer);
+            } else {
+                let _ = writeln!(out, "  {} → {}/: {what}", o.organizer, o.collection);
+            }
             for n in &o.notes {
                 let _ = writeln!(out, "    ! {n}");
             }
@@ -217,7 +247,11 @@ impl Progress {
     fn tick(&self) {
         let d = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if self.enabled && d % 200 == 0 {
-            eprint!("\r{}: {d}/{} files written", self.pair, self.total.load(Ordering::Relaxed));
+            eprint!(
+                "\r{}: {d}/{} files written",
+                self.pair,
+                self.total.load(Ordering::Relaxed)
+            );
         }
     }
 
@@ -229,7 +263,11 @@ impl Progress {
 }
 
 /// Run one job for one pair.
-pub async fn sync_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions) -> PairReport {
+pub async fn sync_pair(
+    pair: &PairConfig,
+    state: Arc<Mutex<State>>,
+    opts: &JobOptions,
+) -> PairReport {
     let started = std::time::Instant::now();
     let mut report = PairReport {
         pair: pair.name.clone(),
@@ -268,7 +306,11 @@ fn first_error(r: &PairReport) -> Option<String> {
     })
 }
 
-async fn run_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions) -> Result<Vec<OrganizerReport>, String> {
+async fn run_pair(
+    pair: &PairConfig,
+    state: Arc<Mutex<State>>,
+    opts: &JobOptions,
+) -> Result<Vec<OrganizerReport>, String> {
     let key = pair
         .platform
         .api_key
@@ -278,10 +320,18 @@ async fn run_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions
         tracing::warn!(pair = %pair.name, "{w}");
     }
     let timeout = Duration::from_secs(pair.platform.timeout_secs);
-    let mut client = Client::new(&pair.platform.base_url, key.value, timeout, pair.platform.max_feed_bytes)
-        .map_err(|e| e.to_string())?;
+    let mut client = Client::new(
+        &pair.name,
+        &pair.platform.base_url,
+        key.value,
+        timeout,
+        pair.platform.max_feed_bytes,
+    )
+    .map_err(|e| e.to_string())?;
     if let Some(r) = &opts.retry {
-        client = client.with_retry(r.clone(), timeout).map_err(|e| e.to_string())?;
+        client = client
+            .with_retry(r.clone(), timeout)
+            .map_err(|e| e.to_string())?;
     }
     let organizers = match &pair.platform.organizers {
         OrganizerSource::Account { account_id, only } => {
@@ -292,7 +342,11 @@ async fn run_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions
             if orgs.is_empty() {
                 return Err(format!(
                     "account {account_id} has no organizers{}",
-                    if only.is_empty() { "" } else { " matching `only`" }
+                    if only.is_empty() {
+                        ""
+                    } else {
+                        " matching `only`"
+                    }
                 ));
             }
             orgs
@@ -300,10 +354,9 @@ async fn run_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions
         OrganizerSource::Feeds(feeds) => {
             let mut v = Vec::new();
             for f in feeds {
-                let p = f
-                    .ics_path
-                    .load()
-                    .map_err(|e| format!("feed path of {} ({}): {e}", f.name, f.ics_path.describe()))?;
+                let p = f.ics_path.load().map_err(|e| {
+                    format!("feed path of {} ({}): {e}", f.name, f.ics_path.describe())
+                })?;
                 v.push(Organizer::from_feed(&f.name, p.value));
             }
             v
@@ -322,7 +375,14 @@ async fn run_pair(pair: &PairConfig, state: Arc<Mutex<State>>, opts: &JobOptions
         let progress = progress.clone();
         let pair = pair.clone();
         let opts = opts.clone();
-        async move { sync_organizer(&pair, &client, org, state, &opts, progress).await }
+        async move {
+            if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                let mut r = OrganizerReport::new(&org.label, &collection_for(&pair, &org));
+                r.outcome = Outcome::Cancelled;
+                return r;
+            }
+            sync_organizer(&pair, &client, org, state, &opts, progress).await
+        }
     }))
     .buffered(opts.concurrency.max(1))
     .collect()
@@ -442,7 +502,10 @@ fn apply_feed(
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     if known_feed.body_hash.as_deref() == Some(&body_hash[..]) {
         report.outcome = Outcome::Unchanged;
-        if !opts.dry_run && (known_feed.etag != fetched.etag || known_feed.last_modified != fetched.last_modified) {
+        if !opts.dry_run
+            && (known_feed.etag != fetched.etag
+                || known_feed.last_modified != fetched.last_modified)
+        {
             // same content, new validators: remember them so the next fetch can be a 304
             let feed = FeedState {
                 etag: fetched.etag,
@@ -467,7 +530,9 @@ fn apply_feed(
         Ok(s) => s,
         Err(e) => {
             report.outcome = Outcome::Failed;
-            report.error = Some(format!("the feed is not a usable calendar: {e}; nothing was changed"));
+            report.error = Some(format!(
+                "the feed is not a usable calendar: {e}; nothing was changed"
+            ));
             return report;
         }
     };
@@ -476,7 +541,10 @@ fn apply_feed(
         report.notes.push(format!(
             "skipped component #{}{}: {}",
             s.index,
-            s.uid.as_deref().map(|u| format!(" (UID {})", shorten(u))).unwrap_or_default(),
+            s.uid
+                .as_deref()
+                .map(|u| format!(" (UID {})", shorten(u)))
+                .unwrap_or_default(),
             s.reason
         ));
     }
@@ -526,7 +594,10 @@ fn apply_feed(
         .filter(|i| i.cancelled)
         .map(|i| i.uid.as_str())
         .collect();
-    let mut gone: Vec<&ItemState> = known.values().filter(|r| !seen.contains(r.uid.as_str())).collect();
+    let mut gone: Vec<&ItemState> = known
+        .values()
+        .filter(|r| !seen.contains(r.uid.as_str()))
+        .collect();
     gone.sort_by(|a, b| a.uid.cmp(&b.uid));
     for row in gone {
         let aged = row.last_end.is_some_and(|e| e < lo);
@@ -534,7 +605,10 @@ fn apply_feed(
             report.aged_out += 1;
             removals.push(row.uid.clone());
             if opts.dry_run {
-                report.plan.push(format!("= {} aged out of the window: kept locally", shorten(&row.uid)));
+                report.plan.push(format!(
+                    "= {} aged out of the window: kept locally",
+                    shorten(&row.uid)
+                ));
             }
         } else {
             deletes += 1;
@@ -560,7 +634,8 @@ fn apply_feed(
             return report;
         }
         let share = deletes as f64 / before as f64;
-        if before >= pair.sync.delete_guard_min_items as usize && share > pair.sync.max_delete_share {
+        if before >= pair.sync.delete_guard_min_items as usize && share > pair.sync.max_delete_share
+        {
             report.outcome = Outcome::Refused;
             report.error = Some(format!(
                 "the feed would delete {deletes} of {before} meetings ({:.0} %, more than max_delete_share = {}); \
@@ -579,15 +654,23 @@ fn apply_feed(
             match a {
                 Action::Add(i, ..) => {
                     report.added += 1;
-                    report.plan.push(format!("+ {} ({}.ics)", shorten(&i.uid), ics::file_stem_for_uid(&i.uid)));
+                    report.plan.push(format!(
+                        "+ {} ({}.ics)",
+                        shorten(&i.uid),
+                        ics::file_stem_for_uid(&i.uid)
+                    ));
                 }
                 Action::Change(i, _, _, r) => {
                     report.changed += 1;
-                    report.plan.push(format!("~ {} ({})", shorten(&i.uid), r.file));
+                    report
+                        .plan
+                        .push(format!("~ {} ({})", shorten(&i.uid), r.file));
                 }
                 Action::Delete(r, why) => {
                     report.deleted += 1;
-                    report.plan.push(format!("- {} ({}): {why}", shorten(&r.uid), r.file));
+                    report
+                        .plan
+                        .push(format!("- {} ({}): {why}", shorten(&r.uid), r.file));
                 }
             }
         }
@@ -641,7 +724,9 @@ fn apply_feed(
                     Ok(x) => x,
                     Err(e) => {
                         report.item_errors += 1;
-                        report.notes.push(format!("UID {}: {e}", shorten(&item.uid)));
+                        report
+                            .notes
+                            .push(format!("UID {}: {e}", shorten(&item.uid)));
                         continue;
                     }
                 };
@@ -675,7 +760,9 @@ fn apply_feed(
                     Ok(x) => x,
                     Err(e) => {
                         report.item_errors += 1;
-                        report.notes.push(format!("UID {}: {e}", shorten(&item.uid)));
+                        report
+                            .notes
+                            .push(format!("UID {}: {e}", shorten(&item.uid)));
                         continue;
                     }
                 };
@@ -689,7 +776,7 @@ fn apply_feed(
                     Some(c) => ics::content_hash(c)[..] != row.local_hash[..],
                 };
                 if locally_edited {
-                    report.item_errors += 1;
+                    report.conflicts += 1;
                     report.notes.push(format!(
                         "{} was edited locally and changed on the platform: the local version was kept \
                          (pull pairs do not merge)",
@@ -698,7 +785,10 @@ fn apply_feed(
                     continue;
                 }
                 if row.collection != collection {
-                    report.notes.push(format!("{}: collection changed; kept in {}", row.file, row.collection));
+                    report.notes.push(format!(
+                        "{}: collection changed; kept in {}",
+                        row.file, row.collection
+                    ));
                 }
                 let mut b = if row.collection == collection {
                     None
@@ -772,12 +862,20 @@ fn apply_feed(
     };
     if let Err(e) = lock().commit(&pair.name, org_key, &commit) {
         report.outcome = Outcome::Failed;
-        report.error = Some(format!("{e}; files were written and will be adopted on the next run"));
+        report.error = Some(format!(
+            "{e}; files were written and will be adopted on the next run"
+        ));
     }
     report
 }
 
-fn row_for(item: &FeedItem, collection: &str, file: String, remote: [u8; 32], local: [u8; 32]) -> ItemState {
+fn row_for(
+    item: &FeedItem,
+    collection: &str,
+    file: String,
+    remote: [u8; 32],
+    local: [u8; 32],
+) -> ItemState {
     ItemState {
         uid: item.uid.clone(),
         collection: collection.to_string(),

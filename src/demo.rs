@@ -78,7 +78,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     if let Some(user) = users.first() {
         let meetings = sim.meetings_of(&user.id);
         if let Some(m) = meetings.iter().find(|m| m.recurrence.is_none()) {
-            sim.update_meeting(&m.id, |m| m.topic = format!("{} (moved to room Ø)", m.topic));
+            sim.update_meeting(&m.id, |m| {
+                m.topic = format!("{} (moved to room Ø)", m.topic)
+            });
         }
         if let Some(m) = meetings.iter().rev().find(|m| m.recurrence.is_none()) {
             sim.delete_meeting(&m.id);
@@ -101,7 +103,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let (code, _) = app::sync_once(&cfg, None, JobOptions::new(app::now_unix())).await;
 
     println!("\n== where things are");
-    println!("calendars (vdir, one folder per organizer): {}", cal_dir.display());
+    println!(
+        "calendars (vdir, one folder per organizer): {}",
+        cal_dir.display()
+    );
     let mut collections: Vec<(String, usize)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&cal_dir) {
         for e in rd.flatten() {
@@ -133,7 +138,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
 }
 
 fn toml_str(p: &Path) -> String {
-    p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+    p.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
 }
 
 fn write_private(path: &PathBuf, value: &str) -> std::io::Result<()> {
@@ -170,7 +178,12 @@ pub async fn run_sim(args: &crate::cli::SimArgs) -> anyhow::Result<()> {
     let sim = Sim::new(opts);
     let running = sim.serve(([127, 0, 0, 1], args.port).into()).await?;
     let account = sim.create_account("admin@meeting.example.test", "Sim", "Admin");
-    let users = sim.populate_demo(&account.account_id, args.organizers, args.meetings, args.seed);
+    let users = sim.populate_demo(
+        &account.account_id,
+        args.organizers,
+        args.meetings,
+        args.seed,
+    );
     println!("listening on {}", running.base_url());
     println!("api key: {}", args.api_key);
     println!("account id: {}", account.account_id);

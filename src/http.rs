@@ -51,7 +51,9 @@ impl Response {
     }
 
     pub fn content_type(&self) -> String {
-        self.header("content-type").unwrap_or_default().to_ascii_lowercase()
+        self.header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
     }
 }
 
@@ -76,6 +78,8 @@ impl Default for RetryPolicy {
 pub struct Http {
     client: reqwest::Client,
     retry: RetryPolicy,
+    /// Pair name for the request metrics.
+    label: String,
 }
 
 impl Http {
@@ -89,7 +93,25 @@ impl Http {
                 target: "HTTP client".into(),
                 cause: e.without_url().to_string(),
             })?;
-        Ok(Http { client, retry })
+        Ok(Http {
+            client,
+            retry,
+            label: String::new(),
+        })
+    }
+
+    /// Name the pair in the request metrics.
+    pub fn with_label(mut self, pair: &str) -> Http {
+        self.label = pair.to_string();
+        self
+    }
+
+    fn count(&self, status: &str) {
+        crate::metrics::global().inc(
+            "meetsync_http_requests_total",
+            &[("pair", &self.label), ("status", status)],
+            1.0,
+        );
     }
 
     /// Send a request; idempotent ones (GET/PUT/DELETE) are retried on
@@ -106,15 +128,23 @@ impl Http {
         target: &str,
     ) -> Result<Response, HttpError> {
         let idempotent = method != Method::POST && method != Method::PATCH;
-        let attempts = if idempotent { self.retry.attempts.max(1) } else { 1 };
+        let attempts = if idempotent {
+            self.retry.attempts.max(1)
+        } else {
+            1
+        };
         let mut last_err = None;
         for attempt in 0..attempts {
-            let mut req = self.client.request(method.clone(), url).headers(headers.clone());
+            let mut req = self
+                .client
+                .request(method.clone(), url)
+                .headers(headers.clone());
             if let Some(b) = &body {
                 req = req.body(b.clone());
             }
             let wait = match req.send().await {
                 Err(e) => {
+                    self.count("error");
                     let err = HttpError::Network {
                         target: target.to_string(),
                         cause: describe_reqwest(&e),
@@ -124,10 +154,8 @@ impl Http {
                 }
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(parse_retry_after);
+                    self.count(status.as_str());
+                    let retry_after = resp.headers().get(RETRY_AFTER).and_then(parse_retry_after);
                     let headers = resp.headers().clone();
                     let body = match read_capped(resp, max_body, target).await {
                         Ok(b) => b,
@@ -176,14 +204,21 @@ impl Http {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.retry.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let exp = self
+            .retry
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16));
         let capped = exp.min(self.retry.max_delay);
         let jitter = rand::random::<f64>() * 0.5 + 0.75;
         capped.mul_f64(jitter)
     }
 }
 
-async fn read_capped(mut resp: reqwest::Response, max: u64, target: &str) -> Result<Vec<u8>, HttpError> {
+async fn read_capped(
+    mut resp: reqwest::Response,
+    max: u64,
+    target: &str,
+) -> Result<Vec<u8>, HttpError> {
     if let Some(len) = resp.content_length() {
         if len > max {
             return Err(HttpError::TooLarge {
@@ -303,7 +338,10 @@ mod tests {
         let future = std::time::SystemTime::now() + Duration::from_secs(120);
         let v = HeaderValue::from_str(&httpdate::fmt_http_date(future)).unwrap();
         let d = parse_retry_after(&v).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
     }
 }

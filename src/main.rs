@@ -9,12 +9,25 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {
     let default = match cli.verbose {
+        0 if matches!(cli.command, Command::Run) => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Under systemd, stderr goes to the journal: send structured fields instead.
+    if cli.log_format == LogFormat::Human && std::env::var_os("JOURNAL_STREAM").is_some() {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("meetsync".into()))
+                .init();
+            return;
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -43,9 +56,13 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> i32 {
-    let config_path = cli.config.clone().unwrap_or_else(config::default_config_path);
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(config::default_config_path);
     match &cli.command {
         Command::CheckConfig => app::check_config(&config_path),
+        Command::Run => meetsync::daemon::run(&config_path).await,
         Command::Sync(args) => {
             let cfg = match app::load_config(&config_path) {
                 Ok(c) => c,

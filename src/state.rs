@@ -83,6 +83,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished INTEGER NOT NULL, ok INTEGER NOT NULL, summary TEXT NOT NULL, error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_pair ON runs (pair, id);
+CREATE TABLE IF NOT EXISTS schedule (
+    pair TEXT PRIMARY KEY, next_run INTEGER NOT NULL, failures INTEGER NOT NULL
+);
 ";
 
 /// Changes of one job, committed in one transaction after the files are durable.
@@ -152,7 +155,11 @@ impl State {
     }
 
     /// All items of one organizer, by UID.
-    pub fn items(&self, pair: &str, organizer: &str) -> Result<HashMap<String, ItemState>, StateError> {
+    pub fn items(
+        &self,
+        pair: &str,
+        organizer: &str,
+    ) -> Result<HashMap<String, ItemState>, StateError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -180,7 +187,12 @@ impl State {
     }
 
     /// Whether another organizer of this pair already owns `file` in `collection`.
-    pub fn file_owner(&self, pair: &str, collection: &str, file: &str) -> Result<Option<(String, String)>, StateError> {
+    pub fn file_owner(
+        &self,
+        pair: &str,
+        collection: &str,
+        file: &str,
+    ) -> Result<Option<(String, String)>, StateError> {
         self.conn
             .query_row(
                 "SELECT organizer, uid FROM items WHERE pair=?1 AND collection=?2 AND file=?3",
@@ -260,7 +272,10 @@ impl State {
     }
 
     /// The last run of every pair, and the last failed one.
-    pub fn last_runs(&self, pair: &str) -> Result<(Option<RunRecord>, Option<RunRecord>), StateError> {
+    pub fn last_runs(
+        &self,
+        pair: &str,
+    ) -> Result<(Option<RunRecord>, Option<RunRecord>), StateError> {
         let q = |sql: &str| {
             self.conn
                 .query_row(sql, params![pair], |r| {
@@ -281,10 +296,37 @@ impl State {
         Ok((last, failed))
     }
 
+    /// The daemon's next run for a pair, and its failures in a row.
+    pub fn set_schedule(&self, pair: &str, next_run: i64, failures: u32) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO schedule (pair, next_run, failures) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (pair) DO UPDATE SET next_run=excluded.next_run, failures=excluded.failures",
+                params![pair, next_run, failures],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn schedule(&self, pair: &str) -> Result<Option<(i64, u32)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT next_run, failures FROM schedule WHERE pair=?1",
+                params![pair],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Number of items synced for a pair.
     pub fn item_count(&self, pair: &str) -> Result<i64, StateError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM items WHERE pair=?1", params![pair], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM items WHERE pair=?1",
+                params![pair],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 }
@@ -327,7 +369,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.items("p", "o").unwrap().get("u1"), Some(&item));
         assert_eq!(s.feed("p", "o").unwrap().etag.as_deref(), Some("\"e\""));
-        assert_eq!(s.file_owner("p", "c", "u1.ics").unwrap(), Some(("o".into(), "u1".into())));
+        assert_eq!(
+            s.file_owner("p", "c", "u1.ics").unwrap(),
+            Some(("o".into(), "u1".into()))
+        );
         s.commit(
             "p",
             "o",

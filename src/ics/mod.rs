@@ -15,9 +15,11 @@
 //!   rendered with the prolog of the calendar its first component came from; VTIMEZONEs are
 //!   shared, first TZID wins).
 //! * **Line ends.** CRLF, LF and lone CR are all line ends; a line starting with a space or tab
-//!   continues the previous one. A continuation with nothing to continue (after a blank line or
-//!   a BEGIN/END-less start) is *bad folding*: inside a component it makes that component
-//!   skipped, at calendar level the line is dropped with a warning.
+//!   continues the previous one. *Bad folding* — a continuation line with nothing to continue
+//!   (right after an empty line), or one following a `BEGIN:`/`END:` line such as
+//!   `BEGIN:VEVENT` — makes the enclosing component skipped; at calendar level the line is
+//!   dropped with a warning. Before `BEGIN:VCALENDAR` it makes the body [`FeedError::NotICalendar`].
+//!   Malformed lines *inside* components (no `:`, odd names) are kept: they are bytes we copy.
 //! * **Prolog.** Calendar-level properties except `METHOD` are copied into every rendered file,
 //!   in feed order, wherever they appear among the components. Malformed calendar-level lines
 //!   (no `:`, bad name) and lines with invalid UTF-8 are dropped with a warning (they would
@@ -47,6 +49,9 @@
 //!   an IANA name, else UTC. An override's end uses its own DTEND/DURATION, else the master's
 //!   duration. RDATEs are included; EXDATEs ignored (they only shrink). An override with
 //!   `RANGE=THISANDFUTURE` makes `last_end` unknown.
+//! * **Size caps.** The prolog and VTIMEZONEs are copied into every file, so calendar-level
+//!   lines over [`MAX_PROLOG_LINE`] or past [`MAX_PROLOG`] in total are dropped (warning), and a
+//!   VTIMEZONE over [`MAX_VTIMEZONE`] is skipped. Components themselves are never capped.
 //! * **Robustness.** Linear time and memory in the input size; the hostile cases (nesting
 //!   bombs, megabyte lines, 100k components, NUL bytes) are covered by tests and proptests.
 
@@ -65,9 +70,9 @@ use sha2::{Digest, Sha256};
 
 use lines::{parse_content, trim, LineKind, Lines};
 use scan::{ByteRange, Calendar, EventProps, EventRec, Scan};
-use time::{Zone, TzCache, DAY};
+use time::{TzCache, Zone, DAY};
 
-pub use scan::MAX_DEPTH;
+pub use scan::{MAX_DEPTH, MAX_PROLOG, MAX_PROLOG_LINE, MAX_VTIMEZONE};
 pub use stem::file_stem_for_uid;
 
 /// Why a body is not a usable feed. Every error means "do not sync from this body".
@@ -241,7 +246,11 @@ pub fn split_feed_owned(body: Vec<u8>) -> Result<SplitFeed, FeedError> {
 /// The UID of the first VEVENT in a calendar file (as [`FeedItem::uid`] would give it), used to
 /// recognise local files. `None` if there is no VEVENT, it has no UID, or the UID is not UTF-8.
 pub fn uid_of_ics(bytes: &[u8]) -> Option<String> {
-    let start = if bytes.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let start = if bytes.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     let mut scratch = Vec::new();
     // Depth relative to the first VEVENT (1 = its own properties).
     let mut depth: usize = 0;
@@ -317,7 +326,10 @@ fn uid_of(body: &[u8], p: &EventProps, scratch: &mut Vec<u8>) -> (Option<String>
     };
     for more in &p.more_uids {
         if parse_content(more.text(body, scratch)).value != uid.as_bytes() {
-            return (Some(uid), Some("several different UID properties".to_owned()));
+            return (
+                Some(uid),
+                Some("several different UID properties".to_owned()),
+            );
         }
     }
     (Some(uid), None)
@@ -377,9 +389,8 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
     let mut groups: Vec<Group> = Vec::new();
     let mut by_uid: HashMap<String, usize> = HashMap::new();
     let mut rid_pos: HashMap<(usize, RidKey), usize> = HashMap::new();
-    let same = |x: &EventRec, y: &EventRec| {
-        b[x.range.start..x.range.end] == b[y.range.start..y.range.end]
-    };
+    let same =
+        |x: &EventRec, y: &EventRec| b[x.range.start..x.range.end] == b[y.range.start..y.range.end];
     for (ei, ev) in events.iter().enumerate() {
         let (uid, uid_problem) = uid_of(b, &ev.props, &mut scratch);
         let bad = ev.bad.clone().or(uid_problem);
@@ -416,7 +427,8 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
             continue;
         };
         let c = parse_content(rid.text(b, &mut scratch));
-        let key = match time::stamp(c.params, c.value, floats[ev.cal], &mut tzs) {
+        let float = floats.get(ev.cal).copied().unwrap_or(Zone::Utc);
+        let key = match time::stamp(c.params, c.value, float, &mut tzs) {
             Some(s) => RidKey::At(s.unix()),
             None => RidKey::Raw(trim(c.value).into()),
         };

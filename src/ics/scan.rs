@@ -14,6 +14,15 @@ pub const MAX_DEPTH: usize = 8;
 /// At most this many warnings are kept (the rest are only counted).
 const MAX_WARNINGS: usize = 100;
 
+/// The prolog and the VTIMEZONEs are copied into every rendered file, so their size is capped
+/// (a hostile feed must not turn N bytes into N × items bytes): calendar-level lines longer
+/// than this are dropped (with a warning)...
+pub const MAX_PROLOG_LINE: usize = 16 * 1024;
+/// ... as are the lines past this total per calendar...
+pub const MAX_PROLOG: usize = 64 * 1024;
+/// ... and a larger VTIMEZONE is skipped (events then render without it).
+pub const MAX_VTIMEZONE: usize = 256 * 1024;
+
 /// `start..end` in the feed body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub(crate) struct ByteRange {
@@ -32,6 +41,8 @@ impl ByteRange {
 pub(crate) struct Calendar {
     /// Calendar-level property lines except METHOD (adjacent lines merged).
     pub prolog: Vec<ByteRange>,
+    /// Total length of `prolog`.
+    pub prolog_len: usize,
     /// `METHOD:CANCEL`.
     pub cancel: bool,
     /// `X-WR-TIMEZONE`, used for floating times.
@@ -169,6 +180,43 @@ fn is_top_level_only(name: &[u8]) -> bool {
     .any(|n| n.eq_ignore_ascii_case(name))
 }
 
+/// Component names a feed may contain (RFC 5545, 7953, 9073), for recovering from bad folding.
+fn is_known_component(name: &[u8]) -> bool {
+    [
+        &b"VCALENDAR"[..],
+        b"VEVENT",
+        b"VTODO",
+        b"VJOURNAL",
+        b"VFREEBUSY",
+        b"VTIMEZONE",
+        b"STANDARD",
+        b"DAYLIGHT",
+        b"VALARM",
+        b"VAVAILABILITY",
+        b"AVAILABLE",
+        b"VLOCATION",
+        b"VRESOURCE",
+        b"PARTICIPANT",
+    ]
+    .iter()
+    .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The component name of a BEGIN/END line, and whether it comes from a suspicious fold.
+///
+/// `BEGIN:VEVENT` followed by a continuation line is bad folding (a property line that lost
+/// its name, usually): the name is taken from the first physical line and the component is
+/// skipped, rather than becoming an unknown component `VEVENTX` that would vanish silently.
+fn component_name<'a>(line: &Line, body: &'a [u8], scratch: &'a mut Vec<u8>) -> (&'a [u8], bool) {
+    if line.is_folded() {
+        let first = trim(parse_content(&body[line.start..line.first_end]).value);
+        if is_known_component(first) {
+            return (first, true);
+        }
+    }
+    (trim(parse_content(line.text(body, scratch)).value), false)
+}
+
 /// A short, printable rendering of feed bytes for messages.
 pub(crate) fn show(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
@@ -251,7 +299,11 @@ struct Scanner<'a> {
 
 /// Scans `body` (a whole feed). Errors only for a body that is not a complete calendar.
 pub(crate) fn scan(body: &[u8]) -> Result<Scan, FeedError> {
-    let start = if body.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let start = if body.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     let mut sc = Scanner {
         body,
         out: Scan::default(),
@@ -277,7 +329,10 @@ pub(crate) fn scan(body: &[u8]) -> Result<Scan, FeedError> {
         }
         if line.kind == LineKind::Content {
             let c = parse_content(line.text(body, &mut scratch));
-            if c.name.eq_ignore_ascii_case(b"BEGIN") && trim(c.value).eq_ignore_ascii_case(b"VCALENDAR")
+            if c.name.eq_ignore_ascii_case(b"BEGIN")
+                && component_name(&line, body, &mut scratch)
+                    .0
+                    .eq_ignore_ascii_case(b"VCALENDAR")
             {
                 in_cal = true;
                 sc.out.calendars.push(Calendar::default());
@@ -321,7 +376,9 @@ impl Scanner<'_> {
                         format!("continuation line without a property at byte {at} (bad folding)")
                     }),
                     None => self.out.warnings.push(|| {
-                        format!("dropped a calendar-level continuation line at byte {at} (bad folding)")
+                        format!(
+                            "dropped a calendar-level continuation line at byte {at} (bad folding)"
+                        )
                     }),
                 }
                 return Ok(true);
@@ -345,17 +402,17 @@ impl Scanner<'_> {
 
         match prop {
             Prop::Begin => {
-                let value = trim(parse_content(line.text(body, scratch)).value);
+                let (value, bad_fold) = component_name(&line, body, scratch);
                 if value.eq_ignore_ascii_case(b"VCALENDAR") {
                     // A calendar inside a calendar: the outer one was cut off.
                     return Err(FeedError::Truncated);
                 }
-                self.begin(line, value);
+                self.begin(line, value, bad_fold);
                 return Ok(true);
             }
             Prop::End => {
-                let value = trim(parse_content(line.text(body, scratch)).value);
-                return Ok(self.end(line, value));
+                let (value, bad_fold) = component_name(&line, body, scratch);
+                return Ok(self.end(line, value, bad_fold));
             }
             _ => {}
         }
@@ -444,6 +501,14 @@ impl Scanner<'_> {
         let Some(cal) = self.out.calendars.last_mut() else {
             return;
         };
+        let len = line.end - line.start;
+        if prop != Prop::Method && (len > MAX_PROLOG_LINE || cal.prolog_len + len > MAX_PROLOG) {
+            let shown = show(c.name);
+            self.out.warnings.push(|| {
+                format!("dropped calendar-level property {shown} at byte {at}: {len} bytes is too large")
+            });
+            return;
+        }
         match prop {
             Prop::Method => {
                 if trim(c.value).eq_ignore_ascii_case(b"CANCEL") {
@@ -456,6 +521,7 @@ impl Scanner<'_> {
             }
             _ => {}
         }
+        cal.prolog_len += len;
         match cal.prolog.last_mut() {
             Some(last) if last.end == line.start => last.end = line.end,
             _ => cal.prolog.push(ByteRange {
@@ -465,7 +531,14 @@ impl Scanner<'_> {
         }
     }
 
-    fn begin(&mut self, line: Line, name: &[u8]) {
+    fn begin(&mut self, line: Line, name: &[u8], bad_fold: bool) {
+        let at = line.start;
+        let fold_problem = || {
+            format!(
+                "continuation line after BEGIN:{} at byte {at} (bad folding)",
+                show(name)
+            )
+        };
         if let Some(open) = &mut self.open {
             if is_top_level_only(name) {
                 let (top, new, at) = (self.top_name(), show(name), line.start);
@@ -478,6 +551,9 @@ impl Scanner<'_> {
                 open.set_bad(|| format!("components nested deeper than {MAX_DEPTH} levels"));
                 return;
             } else {
+                if bad_fold {
+                    open.set_bad(fold_problem);
+                }
                 self.push_name(name);
                 return;
             }
@@ -493,7 +569,7 @@ impl Scanner<'_> {
             kind,
             begin: line.start,
             index: self.components,
-            bad: None,
+            bad: bad_fold.then(fold_problem),
             props: EventProps::default(),
             vtz_tzid: None,
             tz_ref_start: self.out.tz_refs.len(),
@@ -506,7 +582,7 @@ impl Scanner<'_> {
     }
 
     /// Handles `END:name`; returns whether the calendar is still open.
-    fn end(&mut self, line: Line, name: &[u8]) -> bool {
+    fn end(&mut self, line: Line, name: &[u8], bad_fold: bool) -> bool {
         let at = line.start;
         if name.eq_ignore_ascii_case(b"VCALENDAR") {
             if self.open.is_some() {
@@ -525,6 +601,12 @@ impl Scanner<'_> {
                 .push(|| format!("ignored END:{shown} without BEGIN at byte {at}"));
             return true;
         };
+        if bad_fold {
+            let shown = show(name);
+            open.set_bad(|| {
+                format!("continuation line after END:{shown} at byte {at} (bad folding)")
+            });
+        }
         if self.overflow > 0 {
             self.overflow -= 1;
             return true;
@@ -571,7 +653,10 @@ impl Scanner<'_> {
         let mut bad = open.bad.or(problem);
         if bad.is_none() {
             if let Err(e) = std::str::from_utf8(&body[range.start..range.end]) {
-                bad = Some(format!("invalid UTF-8 at byte {}", range.start + e.valid_up_to()));
+                bad = Some(format!(
+                    "invalid UTF-8 at byte {}",
+                    range.start + e.valid_up_to()
+                ));
             }
         }
         match open.kind {
@@ -587,6 +672,9 @@ impl Scanner<'_> {
                 },
             }),
             Kind::Timezone => {
+                if bad.is_none() && range.len() > MAX_VTIMEZONE {
+                    bad = Some(format!("{} bytes is too large", range.len()));
+                }
                 let mut scratch = Vec::new();
                 let tzid = open.vtz_tzid.and_then(|l| {
                     let v = trim(parse_content(l.text(body, &mut scratch)).value);

@@ -51,8 +51,7 @@ fn is_safe_as_is(uid: &str) -> bool {
     let b = uid.as_bytes();
     (1..=MAX_AS_IS).contains(&b.len())
         && b[0] != b'.'
-        && b
-            .iter()
+        && b.iter()
             .all(|&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'@' | b'+' | b'-'))
         && !uid.contains("..")
         && !is_windows_device(uid)
@@ -79,11 +78,15 @@ mod tests {
         assert!(!stem.is_empty(), "{uid:?}");
         assert!(stem != "." && stem != "..", "{uid:?}");
         assert!(stem.len() <= 100, "{uid:?} -> {stem:?}");
-        assert!(!stem.starts_with('.') && !stem.starts_with('-'), "{uid:?} -> {stem:?}");
+        assert!(
+            !stem.starts_with('.') && !stem.starts_with('-'),
+            "{uid:?} -> {stem:?}"
+        );
         assert!(!stem.contains(".."), "{uid:?} -> {stem:?}");
         assert!(
-            stem.bytes()
-                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'@' | b'+' | b'-' | b'~')),
+            stem.bytes().all(
+                |c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'@' | b'+' | b'-' | b'~')
+            ),
             "{uid:?} -> {stem:?}"
         );
     }
@@ -91,17 +94,25 @@ mod tests {
     #[test]
     fn as_is_and_hashed() {
         assert_eq!(file_stem_for_uid("abc"), "abc");
-        assert_eq!(file_stem_for_uid("a1b2-c3@example.com"), "a1b2-c3@example.com");
+        assert_eq!(
+            file_stem_for_uid("a1b2-c3@example.com"),
+            "a1b2-c3@example.com"
+        );
         let upper = file_stem_for_uid("ABC");
         assert_ne!(upper, "abc");
         assert!(upper.starts_with("abc~"), "{upper}");
         assert_eq!(upper.len(), 3 + 1 + HASH_HEX);
-        for uid in ["../x", "/", "a\0b", "", ".", "..", ".hidden", "x/../y", "con", "nul.x", "COM1"] {
+        for uid in [
+            "../x", "/", "a\0b", "", ".", "..", ".hidden", "x/../y", "con", "nul.x", "COM1",
+        ] {
             let s = file_stem_for_uid(uid);
             assert_safe(uid, &s);
             assert!(s.contains('~'), "{uid:?} -> {s}");
         }
-        assert_eq!(file_stem_for_uid("../x"), format!("x~{}", &hex::encode(Sha256::digest(b"../x"))[..20]));
+        assert_eq!(
+            file_stem_for_uid("../x"),
+            format!("x~{}", &hex::encode(Sha256::digest(b"../x"))[..20])
+        );
         assert!(file_stem_for_uid("/").starts_with('~'));
         assert!(file_stem_for_uid("").starts_with('~'));
         let long = "a".repeat(500);

@@ -155,9 +155,16 @@ fn round_trip_is_byte_exact() {
         "END:VCALENDAR\n",
     ]
     .concat();
-    assert_eq!(String::from_utf8(got.clone()).unwrap(), String::from_utf8(crlf(&want)).unwrap());
+    assert_eq!(
+        String::from_utf8(got.clone()).unwrap(),
+        String::from_utf8(crlf(&want)).unwrap()
+    );
     // X- properties, parameters with quotes, folding and VALARM survive.
-    for piece in ["X-MEET-ID;X-PARAM=\"a:b\":123456", "so th\r\n at unfolding", "X-ALARM-THING:kept"] {
+    for piece in [
+        "X-MEET-ID;X-PARAM=\"a:b\":123456",
+        "so th\r\n at unfolding",
+        "X-ALARM-THING:kept",
+    ] {
         assert!(contains(&got, piece.as_bytes()), "{piece}");
     }
     assert!(!contains(&got, b"METHOD"));
@@ -212,7 +219,10 @@ fn html_is_not_icalendar() {
     }
     assert!(matches!(split_feed(b""), Err(FeedError::Empty)));
     assert!(matches!(split_feed(b" \r\n\t\n"), Err(FeedError::Empty)));
-    assert!(matches!(split_feed(b"{\"error\":1}"), Err(FeedError::NotICalendar { .. })));
+    assert!(matches!(
+        split_feed(b"{\"error\":1}"),
+        Err(FeedError::NotICalendar { .. })
+    ));
     assert!(matches!(
         split_feed(b"VERSION:2.0\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"),
         Err(FeedError::NotICalendar { .. })
@@ -223,24 +233,34 @@ fn html_is_not_icalendar() {
 
 #[test]
 fn every_cut_is_an_error() {
-    let body = fixture();
-    let end = b"END:VCALENDAR";
-    let last = body.windows(end.len()).rposition(|w| w == end).unwrap();
-    let header = b"BEGIN:VCALENDAR\r\n".len();
-    for cut in 0..last + end.len() - 1 {
-        let r = split_feed(&body[..cut]);
-        assert!(r.is_err(), "cut at {cut} accepted");
-        if cut >= header {
-            assert_eq!(r.unwrap_err(), FeedError::Truncated, "cut at {cut}");
+    for eol in ["\r\n", "\n", "\r"] {
+        let body = fixture_str().replace('\n', eol).into_bytes();
+        let end = b"END:VCALENDAR";
+        let last = body.windows(end.len()).rposition(|w| w == end).unwrap();
+        for cut in 0..last + end.len() - 1 {
+            let r = split_feed(&body[..cut]);
+            assert!(r.is_err(), "cut at {cut} accepted ({eol:?})");
+            if cut >= b"BEGIN:VCALENDAR".len() {
+                assert_eq!(
+                    r.unwrap_err(),
+                    FeedError::Truncated,
+                    "cut at {cut} ({eol:?})"
+                );
+            }
         }
+        assert!(split_feed(&body[..last + end.len()]).is_ok());
+        // A calendar cut off (at a line end), then a complete one: still truncated.
+        let half = body.len() / 2;
+        let cut = half
+            + body[half..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .unwrap();
+        let cut = cut + eol.len();
+        let mut two = body[..cut].to_vec();
+        two.extend_from_slice(&body);
+        assert_eq!(split_feed(&two).unwrap_err(), FeedError::Truncated);
     }
-    assert!(split_feed(&body[..last + end.len()]).is_ok());
-    // A calendar cut off (at a line end), then a complete one: still truncated.
-    let half = body.len() / 2;
-    let cut = half + body[half..].windows(2).position(|w| w == b"\r\n").unwrap() + 2;
-    let mut two = body[..cut].to_vec();
-    two.extend_from_slice(&body);
-    assert_eq!(split_feed(&two).unwrap_err(), FeedError::Truncated);
 }
 
 #[test]
@@ -274,7 +294,11 @@ fn duplicate_uid_with_different_content_skips_both() {
     let f = split_feed(&body).unwrap();
     assert_eq!(f.items().len(), 1);
     assert_eq!(f.items()[0].uid, "ok");
-    let dups: Vec<&SkippedItem> = f.skipped().iter().filter(|s| s.uid.as_deref() == Some("dup")).collect();
+    let dups: Vec<&SkippedItem> = f
+        .skipped()
+        .iter()
+        .filter(|s| s.uid.as_deref() == Some("dup"))
+        .collect();
     assert_eq!(dups.len(), 3, "{f:?}");
     assert_eq!(
         dups.iter().map(|s| s.index).collect::<Vec<_>>(),
@@ -282,7 +306,11 @@ fn duplicate_uid_with_different_content_skips_both() {
         "component indices"
     );
     for s in &dups[..2] {
-        assert!(s.reason.contains("duplicate UID with different content"), "{}", s.reason);
+        assert!(
+            s.reason.contains("duplicate UID with different content"),
+            "{}",
+            s.reason
+        );
     }
 
     // Identical duplicates: one is kept, nothing reported.
@@ -290,22 +318,41 @@ fn duplicate_uid_with_different_content_skips_both() {
     assert_eq!(f.items().len(), 2);
     assert!(f.skipped().is_empty());
     assert_eq!(item(&f, "dup").components, 1);
-    assert_eq!(f.render(item(&f, "dup")).windows(12).filter(|w| w == b"BEGIN:VEVENT").count(), 1);
+    assert_eq!(
+        f.render(item(&f, "dup"))
+            .windows(12)
+            .filter(|w| w == b"BEGIN:VEVENT")
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn duplicate_override_keeps_the_last() {
     let master = event("r", "RRULE:FREQ=DAILY;COUNT=10\n");
     let o1 = event("r", "RECURRENCE-ID:20240302T100000Z\nSUMMARY:first\n");
-    let o2 = event("r", "RECURRENCE-ID;TZID=Europe/Berlin:20240302T110000\nSUMMARY:second\n");
+    let o2 = event(
+        "r",
+        "RECURRENCE-ID;TZID=Europe/Berlin:20240302T110000\nSUMMARY:second\n",
+    );
     let o3 = event("r", "RECURRENCE-ID:20240303T100000Z\n");
-    let f = split_feed(&calendar(&[o1.clone(), master.clone(), o3.clone(), o2.clone(), o2.clone()])).unwrap();
+    let f = split_feed(&calendar(&[
+        o1.clone(),
+        master.clone(),
+        o3.clone(),
+        o2.clone(),
+        o2.clone(),
+    ]))
+    .unwrap();
     let it = item(&f, "r");
     assert_eq!(it.components, 3);
     let out = f.render(it);
     assert!(!contains(&out, b"SUMMARY:first"));
     let want = crlf(&format!("{master}{o3}{o2}"));
-    assert!(contains(&out, &want), "master, then overrides in feed order");
+    assert!(
+        contains(&out, &want),
+        "master, then overrides in feed order"
+    );
     assert_eq!(f.skipped().len(), 1, "{f:?}");
     assert_eq!(f.skipped()[0].index, 0);
     assert_eq!(f.skipped()[0].uid.as_deref(), Some("r"));
@@ -333,11 +380,17 @@ fn lf_only_and_cr_only_feeds() {
         assert_eq!(f.items().len(), 2, "{eol:?}");
         assert!(f.skipped().is_empty());
         for (a, b) in f.items().iter().zip(crlf_feed.items()) {
-            assert_eq!((&a.uid, a.span, a.cancelled, a.components), (&b.uid, b.span, b.cancelled, b.components));
+            assert_eq!(
+                (&a.uid, a.span, a.cancelled, a.components),
+                (&b.uid, b.span, b.cancelled, b.components)
+            );
         }
         let out = f.render(item(&f, "weekly-1@example.com"));
         assert!(out.starts_with(b"BEGIN:VCALENDAR\r\n"));
-        assert!(out.ends_with(b"END:VEVENT\rEND:VCALENDAR\r\n") || out.ends_with(b"END:VEVENT\nEND:VCALENDAR\r\n"));
+        assert!(
+            out.ends_with(b"END:VEVENT\rEND:VCALENDAR\r\n")
+                || out.ends_with(b"END:VEVENT\nEND:VCALENDAR\r\n")
+        );
         assert!(contains(&out, EV_WEEKLY.replace('\n', eol).as_bytes()));
         // The rendered file splits again into the same item.
         let again = split_feed(&out).unwrap();
@@ -349,14 +402,20 @@ fn lf_only_and_cr_only_feeds() {
 #[test]
 fn bad_folding() {
     // Inside a component: a continuation line after a blank line has nothing to continue.
-    let broken = "BEGIN:VEVENT\nUID:broken\nDTSTART:20240301T100000Z\n\n continuation\nEND:VEVENT\n".to_owned();
+    let broken =
+        "BEGIN:VEVENT\nUID:broken\nDTSTART:20240301T100000Z\n\n continuation\nEND:VEVENT\n"
+            .to_owned();
     let body = calendar(&[broken, event("fine", "")]);
     let f = split_feed(&body).unwrap();
     assert_eq!(f.items().len(), 1);
     assert_eq!(f.items()[0].uid, "fine");
     assert_eq!(f.skipped().len(), 1);
     assert_eq!(f.skipped()[0].uid.as_deref(), Some("broken"));
-    assert!(f.skipped()[0].reason.contains("bad folding"), "{:?}", f.skipped());
+    assert!(
+        f.skipped()[0].reason.contains("bad folding"),
+        "{:?}",
+        f.skipped()
+    );
 
     // At calendar level: dropped with a warning, never copied into the files.
     let body = crlf(&format!(
@@ -374,7 +433,10 @@ fn bad_folding() {
         Err(FeedError::NotICalendar { .. })
     ));
     // A folded UID unfolds.
-    let f = split_feed(&calendar(&["BEGIN:VEVENT\nUID:fol\n ded\nEND:VEVENT\n".to_owned()])).unwrap();
+    let f = split_feed(&calendar(&[
+        "BEGIN:VEVENT\nUID:fol\n ded\nEND:VEVENT\n".to_owned()
+    ]))
+    .unwrap();
     assert_eq!(f.items()[0].uid, "folded");
 }
 
@@ -397,7 +459,11 @@ fn nesting_bomb_skips_only_that_component() {
     let uids: Vec<&str> = f.items().iter().map(|i| i.uid.as_str()).collect();
     assert_eq!(uids, ["after", "deep-ok"]);
     assert_eq!(f.skipped().len(), 1);
-    assert!(f.skipped()[0].reason.contains("nested deeper"), "{:?}", f.skipped());
+    assert!(
+        f.skipped()[0].reason.contains("nested deeper"),
+        "{:?}",
+        f.skipped()
+    );
 
     // A huge bomb that never closes: linear, and the calendar end still counts.
     let mut s = String::from("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:huge\n");
@@ -434,12 +500,27 @@ fn mismatched_and_unterminated_components() {
         .iter()
         .map(|s| (s.uid.as_deref(), s.index))
         .collect();
-    assert_eq!(skipped, [(Some("cut"), 0), (Some("wrong"), 2), (Some("stray"), 3)]);
-    assert!(f.skipped()[0].reason.contains("missing END:VEVENT"), "{:?}", f.skipped());
-    assert_eq!(f.warnings().len(), 1, "stray END at calendar level: {:?}", f.warnings());
+    assert_eq!(
+        skipped,
+        [(Some("cut"), 0), (Some("wrong"), 2), (Some("stray"), 3)]
+    );
+    assert!(
+        f.skipped()[0].reason.contains("missing END:VEVENT"),
+        "{:?}",
+        f.skipped()
+    );
+    assert_eq!(
+        f.warnings().len(),
+        1,
+        "stray END at calendar level: {:?}",
+        f.warnings()
+    );
 
     // END:VCALENDAR inside an open VEVENT: that VEVENT is skipped, the feed is complete.
-    let body = crlf(&format!("BEGIN:VCALENDAR\n{}{unterminated}END:VCALENDAR\n", event("ok", "")));
+    let body = crlf(&format!(
+        "BEGIN:VCALENDAR\n{}{unterminated}END:VCALENDAR\n",
+        event("ok", "")
+    ));
     let f = split_feed(&body).unwrap();
     assert_eq!(f.items().len(), 1);
     assert_eq!(f.skipped().len(), 1);
@@ -447,9 +528,17 @@ fn mismatched_and_unterminated_components() {
 
 #[test]
 fn missing_uid_is_skipped_and_the_rest_survives() {
-    let no_uid = "BEGIN:VEVENT\nDTSTART:20240301T100000Z\nBEGIN:VALARM\nUID:alarm\nEND:VALARM\nEND:VEVENT\n".to_owned();
+    let no_uid =
+        "BEGIN:VEVENT\nDTSTART:20240301T100000Z\nBEGIN:VALARM\nUID:alarm\nEND:VALARM\nEND:VEVENT\n"
+            .to_owned();
     let empty_uid = "BEGIN:VEVENT\nUID:\nEND:VEVENT\n".to_owned();
-    let f = split_feed(&calendar(&[event("a", ""), no_uid, empty_uid, event("b", "")])).unwrap();
+    let f = split_feed(&calendar(&[
+        event("a", ""),
+        no_uid,
+        empty_uid,
+        event("b", ""),
+    ]))
+    .unwrap();
     let uids: Vec<&str> = f.items().iter().map(|i| i.uid.as_str()).collect();
     assert_eq!(uids, ["a", "b"]);
     assert_eq!(f.skipped().len(), 2);
@@ -473,7 +562,10 @@ fn invalid_utf8_skips_the_uid_only() {
     assert!(f.skipped()[0].reason.contains("UTF-8"), "{:?}", f.skipped());
 
     // A non-UTF-8 calendar-level property is dropped with a warning.
-    let mut body = crlf(&format!("BEGIN:VCALENDAR\nX-WR-CALNAME:R\u{1}union\nVERSION:2.0\n{}END:VCALENDAR\n", event("x", "")));
+    let mut body = crlf(&format!(
+        "BEGIN:VCALENDAR\nX-WR-CALNAME:R\u{1}union\nVERSION:2.0\n{}END:VCALENDAR\n",
+        event("x", "")
+    ));
     let p = body.iter().position(|&c| c == 1).unwrap();
     body[p] = 0xE9;
     let f = split_feed(&body).unwrap();
@@ -486,7 +578,16 @@ fn invalid_utf8_skips_the_uid_only() {
 #[test]
 fn hostile_uids_are_kept_verbatim_and_named_safely() {
     let long = "x".repeat(1000);
-    let uids = ["../../etc/passwd", "a/b", "..", "nul\0byte", long.as_str(), "ABC", "abc", "Ünïcødé"];
+    let uids = [
+        "../../etc/passwd",
+        "a/b",
+        "..",
+        "nul\0byte",
+        long.as_str(),
+        "ABC",
+        "abc",
+        "Ünïcødé",
+    ];
     let events: Vec<String> = uids.iter().map(|u| event(u, "")).collect();
     let f = split_feed(&calendar(&events)).unwrap();
     let got: Vec<&str> = f.items().iter().map(|i| i.uid.as_str()).collect();
@@ -495,7 +596,11 @@ fn hostile_uids_are_kept_verbatim_and_named_safely() {
     for it in f.items() {
         let stem = file_stem_for_uid(&it.uid);
         assert_safe_stem(&stem);
-        assert!(stems.insert(stem.to_lowercase()), "case-insensitive collision for {:?}", it.uid);
+        assert!(
+            stems.insert(stem.to_lowercase()),
+            "case-insensitive collision for {:?}",
+            it.uid
+        );
         assert_eq!(uid_of_ics(&f.render(it)).as_deref(), Some(it.uid.as_str()));
     }
 }
@@ -515,7 +620,10 @@ fn cancellation() {
     ]))
     .unwrap();
     assert!(item(&f, "m").cancelled);
-    assert!(!item(&f, "o").cancelled, "a cancelled instance does not cancel the series");
+    assert!(
+        !item(&f, "o").cancelled,
+        "a cancelled instance does not cancel the series"
+    );
 }
 
 fn span_of(extra_lines: &str) -> Span {
@@ -540,7 +648,10 @@ fn spans() {
         span_of("DTSTART:20240301T100000Z\nDURATION:PT45M\n"),
         sp("20240301T100000", Some("20240301T104500"))
     );
-    assert_eq!(span_of("DTSTART:20240301T100000Z\n"), sp("20240301T100000", Some("20240301T100000")));
+    assert_eq!(
+        span_of("DTSTART:20240301T100000Z\n"),
+        sp("20240301T100000", Some("20240301T100000"))
+    );
     // TZID (IANA), summer and winter; unknown TZID = UTC.
     assert_eq!(
         span_of("DTSTART;TZID=Europe/Berlin:20240701T100000\nDTEND;TZID=Europe/Berlin:20240701T110000\n"),
@@ -555,7 +666,10 @@ fn spans() {
         sp("20240110T150000", Some("20240110T150000"))
     );
     // All-day: midnight UTC, +1 day without DTEND.
-    assert_eq!(span_of("DTSTART;VALUE=DATE:20240301\n"), sp("20240301T000000", Some("20240302T000000")));
+    assert_eq!(
+        span_of("DTSTART;VALUE=DATE:20240301\n"),
+        sp("20240301T000000", Some("20240302T000000"))
+    );
     assert_eq!(
         span_of("DTSTART;VALUE=DATE:20240301\nDTEND;VALUE=DATE:20240304\n"),
         sp("20240301T000000", Some("20240304T000000"))
@@ -590,7 +704,10 @@ fn spans() {
     // No DTSTART: unknown.
     assert_eq!(span_of("SUMMARY:x\n"), Span::default());
     // Unparseable DTEND: the end is unknown, not guessed.
-    assert_eq!(span_of("DTSTART:20240301T100000Z\nDTEND:tomorrow\n"), sp("20240301T100000", None));
+    assert_eq!(
+        span_of("DTSTART:20240301T100000Z\nDTEND:tomorrow\n"),
+        sp("20240301T100000", None)
+    );
 }
 
 #[test]
@@ -630,16 +747,28 @@ fn floating_times_use_x_wr_timezone() {
     ));
     let f = split_feed(&body).unwrap();
     assert_eq!(f.items()[0].span.first_start, Some(utc("20240701T080000")));
-    let f = split_feed(&calendar(&["BEGIN:VEVENT\nUID:f\nDTSTART:20240701T100000\nEND:VEVENT\n".to_owned()])).unwrap();
+    let f = split_feed(&calendar(&[
+        "BEGIN:VEVENT\nUID:f\nDTSTART:20240701T100000\nEND:VEVENT\n".to_owned(),
+    ]))
+    .unwrap();
     assert_eq!(f.items()[0].span.first_start, Some(utc("20240701T100000")));
 }
 
 #[test]
 fn uid_of_ics_reads_the_first_vevent() {
     assert_eq!(uid_of_ics(b"BEGIN:VCALENDAR\nBEGIN:VEVENT\nBEGIN:VALARM\nUID:alarm\nEND:VALARM\nUID:ev\nEND:VEVENT\nEND:VCALENDAR\n").as_deref(), Some("ev"));
-    assert_eq!(uid_of_ics(b"BEGIN:VCALENDAR\rBEGIN:VEVENT\rUID:a\r b\rEND:VEVENT\r").as_deref(), Some("ab"));
-    assert_eq!(uid_of_ics(b"BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t\nEND:VTODO\nEND:VCALENDAR\n"), None);
-    assert_eq!(uid_of_ics(b"BEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nBEGIN:VEVENT\nUID:late\nEND:VEVENT\n"), None);
+    assert_eq!(
+        uid_of_ics(b"BEGIN:VCALENDAR\rBEGIN:VEVENT\rUID:a\r b\rEND:VEVENT\r").as_deref(),
+        Some("ab")
+    );
+    assert_eq!(
+        uid_of_ics(b"BEGIN:VCALENDAR\nBEGIN:VTODO\nUID:t\nEND:VTODO\nEND:VCALENDAR\n"),
+        None
+    );
+    assert_eq!(
+        uid_of_ics(b"BEGIN:VEVENT\nSUMMARY:x\nEND:VEVENT\nBEGIN:VEVENT\nUID:late\nEND:VEVENT\n"),
+        None
+    );
     assert_eq!(uid_of_ics(b""), None);
 }
 
@@ -654,7 +783,9 @@ fn content_hash_is_sha256() {
 
 #[test]
 fn file_stems() {
-    for uid in ["../x", "/", "\0", "a\0b", "", ".", "..", "...", ".x", "x..y", "a b", "A"] {
+    for uid in [
+        "../x", "/", "\0", "a\0b", "", ".", "..", "...", ".x", "x..y", "a b", "A",
+    ] {
         let stem = file_stem_for_uid(uid);
         assert_safe_stem(&stem);
         assert!(stem.contains('~'), "{uid:?} must be hashed: {stem}");
@@ -664,7 +795,10 @@ fn file_stems() {
     assert_ne!(file_stem_for_uid("ABC"), file_stem_for_uid("abc"));
     assert_eq!(file_stem_for_uid("abc"), "abc");
     assert_ne!(file_stem_for_uid("ABC").to_lowercase(), "abc");
-    assert_eq!(file_stem_for_uid("040000008200e00074c5b7101a82e008@x.com"), "040000008200e00074c5b7101a82e008@x.com");
+    assert_eq!(
+        file_stem_for_uid("040000008200e00074c5b7101a82e008@x.com"),
+        "040000008200e00074c5b7101a82e008@x.com"
+    );
 }
 
 fn assert_safe_stem(stem: &str) {
@@ -674,8 +808,9 @@ fn assert_safe_stem(stem: &str) {
     assert!(!stem.contains('/') && !stem.contains('\0') && !stem.contains('\\'));
     assert!(stem.len() <= 100, "{stem}");
     assert!(
-        stem.bytes()
-            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'@' | b'+' | b'-' | b'~')),
+        stem.bytes().all(
+            |c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'@' | b'+' | b'-' | b'~')
+        ),
         "{stem:?}"
     );
 }
@@ -696,7 +831,9 @@ X-MEET-ID:{i}\n"
         ));
         s.push_str("DESCRIPTION:");
         for k in 0..14 {
-            s.push_str(&format!("Line {k} of the agenda with some words to make it long enough. "));
+            s.push_str(&format!(
+                "Line {k} of the agenda with some words to make it long enough. "
+            ));
             s.push_str("\n ");
         }
         s.push_str("end\nBEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT10M\nEND:VALARM\nEND:VEVENT\n");
@@ -708,7 +845,11 @@ X-MEET-ID:{i}\n"
 #[test]
 fn split_speed() {
     // Release: `cargo test --release --lib ics::tests::split_speed -- --nocapture`.
-    let n = if cfg!(debug_assertions) { 1_000 } else { 10_000 };
+    let n = if cfg!(debug_assertions) {
+        1_000
+    } else {
+        10_000
+    };
     let body = big_feed(n);
     let t = std::time::Instant::now();
     let f = split_feed(&body).unwrap();
@@ -733,7 +874,11 @@ fn split_speed() {
 fn hundred_thousand_components() {
     let mut s = String::from("BEGIN:VCALENDAR\nVERSION:2.0\n");
     for i in 0..100_000 {
-        s.push_str(&format!("BEGIN:VEVENT\nUID:{}\nRECURRENCE-ID:2024{:04}T000000Z\nEND:VEVENT\n", i % 7, 101 + i % 1000));
+        s.push_str(&format!(
+            "BEGIN:VEVENT\nUID:{}\nRECURRENCE-ID:2024{:04}T000000Z\nEND:VEVENT\n",
+            i % 7,
+            101 + i % 1000
+        ));
     }
     s.push_str("END:VCALENDAR\n");
     let f = split_feed(s.as_bytes()).unwrap();
@@ -745,7 +890,11 @@ fn hundred_thousand_components() {
 #[test]
 fn megabyte_lines() {
     let big = "x".repeat(3_000_000);
-    let f = split_feed(&calendar(&[event("big", &format!("X-BIG:{big}\n")), event("small", "")])).unwrap();
+    let f = split_feed(&calendar(&[
+        event("big", &format!("X-BIG:{big}\n")),
+        event("small", ""),
+    ]))
+    .unwrap();
     assert_eq!(f.items().len(), 2);
     assert!(f.render(item(&f, "big")).len() > 3_000_000);
 }
@@ -762,14 +911,27 @@ fn check_split(body: &[u8]) {
         let out = f.render(it);
         assert!(out.starts_with(b"BEGIN:VCALENDAR\r\n"));
         assert!(out.ends_with(b"END:VCALENDAR\r\n"));
-        assert_eq!(uid_of_ics(&out).as_deref(), Some(it.uid.as_str()), "{:?}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            uid_of_ics(&out).as_deref(),
+            Some(it.uid.as_str()),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
         assert_safe_stem(&file_stem_for_uid(&it.uid));
         // The rendered file is a feed of exactly this item, and rendering is a fixpoint.
         let again = split_feed(&out).unwrap();
-        assert_eq!(again.items().len(), 1, "{:?}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            again.items().len(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
         assert!(again.skipped().is_empty(), "{again:?}");
         let a = &again.items()[0];
-        assert_eq!((&a.uid, a.components, a.span), (&it.uid, it.components, it.span));
+        assert_eq!(
+            (&a.uid, a.components, a.span),
+            (&it.uid, it.components, it.span)
+        );
         assert_eq!(again.render(a), out);
     }
 }
@@ -895,4 +1057,48 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn folded_begin_line_is_bad_folding_not_a_vanishing_event() {
+    let broken = "BEGIN:VEVENT\n X-LOST-NAME:text\nUID:folded-begin\nEND:VEVENT\n".to_owned();
+    let f = split_feed(&calendar(&[broken, event("fine", "")])).unwrap();
+    assert_eq!(f.items().len(), 1);
+    assert_eq!(f.skipped().len(), 1, "{f:?}");
+    assert_eq!(f.skipped()[0].uid.as_deref(), Some("folded-begin"));
+    assert!(f.skipped()[0].reason.contains("bad folding"));
+    // A fold inside the name itself is legal and harmless.
+    let legal = "BEGIN:VEV\n ENT\nUID:legal\nEND:VEVENT\n".to_owned();
+    let f = split_feed(&calendar(&[legal])).unwrap();
+    assert_eq!(f.items().len(), 1, "{f:?}");
+}
+
+#[test]
+fn prolog_and_vtimezone_sizes_are_capped() {
+    let big = "z".repeat(MAX_PROLOG_LINE);
+    let huge_tz = format!(
+        "BEGIN:VTIMEZONE\nTZID:Europe/Berlin\nX-PAD:{}\nEND:VTIMEZONE\n",
+        "p".repeat(MAX_VTIMEZONE)
+    );
+    let body = crlf(&format!(
+        "BEGIN:VCALENDAR\nVERSION:2.0\nX-BIG:{big}\n{huge_tz}{}END:VCALENDAR\n",
+        event("e", "DTSTART;TZID=Europe/Berlin:20240301T100000\n")
+    ));
+    let f = split_feed(&body).unwrap();
+    let out = f.render(&f.items()[0]);
+    assert!(out.len() < 1000, "{}", out.len());
+    assert!(contains(&out, b"VERSION:2.0"));
+    assert_eq!(f.warnings().len(), 1);
+    assert_eq!(f.skipped().len(), 1);
+    assert!(f.skipped()[0].uid.is_none());
+    // Many moderate lines: the total is capped too.
+    let mut s = String::from("BEGIN:VCALENDAR\n");
+    for i in 0..200 {
+        s.push_str(&format!("X-P{i}:{}\n", "q".repeat(1000)));
+    }
+    s.push_str(&event("e", ""));
+    s.push_str("END:VCALENDAR\n");
+    let f = split_feed(&crlf(&s)).unwrap();
+    let out = f.render(&f.items()[0]);
+    assert!(out.len() <= MAX_PROLOG + 1000, "{}", out.len());
 }

@@ -78,10 +78,7 @@ fn resolve_tz(tzid: &str) -> Option<Tz> {
         return Some(tz);
     }
     // "/mozilla.org/20050126_1/America/New_York", "/Europe/Berlin", "(GMT+1) Europe/Berlin"...
-    let segs: Vec<&str> = tzid
-        .split(['/', ' '])
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = tzid.split(['/', ' ']).filter(|s| !s.is_empty()).collect();
     for k in (1..=segs.len().min(3)).rev() {
         if let Ok(tz) = segs[segs.len() - k..].join("/").parse::<Tz>() {
             return Some(tz);
@@ -94,8 +91,9 @@ fn digits(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter()
-        .try_fold(0u32, |acc, &d| acc.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+    s.iter().try_fold(0u32, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
 }
 
 /// Parses `YYYYMMDD`, `YYYYMMDDTHHMMSS` or `YYYYMMDDTHHMMSSZ`.
@@ -129,8 +127,8 @@ pub(crate) fn stamp(params: &[u8], value: &[u8], float: Zone, tzs: &mut TzCache)
     // A list is not allowed in DTSTART/DTEND; take the first element anyway.
     let first = value.split(|&b| b == b',').next().unwrap_or(value);
     let (local, is_date, utc) = parse_date_time(first)?;
-    let all_day = is_date
-        || param(params, "VALUE").is_some_and(|v| trim(v).eq_ignore_ascii_case(b"DATE"));
+    let all_day =
+        is_date || param(params, "VALUE").is_some_and(|v| trim(v).eq_ignore_ascii_case(b"DATE"));
     let zone = if all_day || utc {
         Zone::Utc
     } else if let Some(tzid) = param(params, "TZID") {
@@ -153,7 +151,9 @@ pub(crate) fn parse_duration(v: &[u8]) -> Option<i64> {
         b'+' => (false, &v[1..]),
         _ => (false, v),
     };
-    let rest = rest.strip_prefix(b"P").or_else(|| rest.strip_prefix(b"p"))?;
+    let rest = rest
+        .strip_prefix(b"P")
+        .or_else(|| rest.strip_prefix(b"p"))?;
     let mut total: i64 = 0;
     let mut in_time = false;
     let mut num: Option<i64> = None;
@@ -267,8 +267,9 @@ pub(crate) fn rrule_last_start(rule: &[u8], start: &Stamp) -> Option<i64> {
         Freq::Monthly if local.day() <= 28 => {
             local.checked_add_months(Months::new(u32::try_from(steps).ok()?))?
         }
-        Freq::Yearly if !(local.month() == 2 && local.day() == 29) => local
-            .checked_add_months(Months::new(u32::try_from(steps.checked_mul(12)?).ok()?))?,
+        Freq::Yearly if !(local.month() == 2 && local.day() == 29) => {
+            local.checked_add_months(Months::new(u32::try_from(steps.checked_mul(12)?).ok()?))?
+        }
         // Day 29..31 monthly, or Feb 29 yearly: months/years without that day are skipped
         // (RFC 5545 §3.3.10), so walk them, within a small budget.
         Freq::Monthly | Freq::Yearly => {
@@ -331,7 +332,8 @@ pub(crate) fn rdate_last_end(
 
 /// Whether a RECURRENCE-ID's parameters say `RANGE=THISANDFUTURE`.
 pub(crate) fn is_this_and_future(params: &[u8]) -> bool {
-    param(params, "RANGE").is_some_and(|v| trim(unquote_first(v)).eq_ignore_ascii_case(b"THISANDFUTURE"))
+    param(params, "RANGE")
+        .is_some_and(|v| trim(unquote_first(v)).eq_ignore_ascii_case(b"THISANDFUTURE"))
 }
 
 #[cfg(test)]
@@ -339,7 +341,11 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> i64 {
-        parse_date_time(s.as_bytes()).unwrap().0.and_utc().timestamp()
+        parse_date_time(s.as_bytes())
+            .unwrap()
+            .0
+            .and_utc()
+            .timestamp()
     }
 
     fn st(v: &str) -> Stamp {
@@ -387,25 +393,43 @@ mod tests {
     #[test]
     fn rrule_bounds() {
         let s = st("20240131T100000Z");
-        assert_eq!(rrule_last_start(b"FREQ=DAILY;COUNT=3", &s), Some(utc("20240202T100000")));
+        assert_eq!(
+            rrule_last_start(b"FREQ=DAILY;COUNT=3", &s),
+            Some(utc("20240202T100000"))
+        );
         assert_eq!(
             rrule_last_start(b"FREQ=WEEKLY;INTERVAL=2;COUNT=3", &s),
             Some(utc("20240228T100000"))
         );
         // Jan 31, then months with a 31st: Mar, May.
-        assert_eq!(rrule_last_start(b"FREQ=MONTHLY;COUNT=3", &s), Some(utc("20240531T100000")));
+        assert_eq!(
+            rrule_last_start(b"FREQ=MONTHLY;COUNT=3", &s),
+            Some(utc("20240531T100000"))
+        );
         assert_eq!(rrule_last_start(b"FREQ=DAILY", &s), None);
         assert_eq!(rrule_last_start(b"FREQ=DAILY;COUNT=5;BYDAY=MO", &s), None);
         assert_eq!(
             rrule_last_start(b"FREQ=DAILY;UNTIL=20240301T000000Z;BYDAY=MO", &s),
             Some(utc("20240301T000000"))
         );
-        assert_eq!(rrule_last_start(b"FREQ=DAILY;COUNT=4294967295;INTERVAL=4294967295", &s), None);
+        assert_eq!(
+            rrule_last_start(b"FREQ=DAILY;COUNT=4294967295;INTERVAL=4294967295", &s),
+            None
+        );
         let leap = st("20240229T100000Z");
-        assert_eq!(rrule_last_start(b"FREQ=YEARLY;COUNT=2", &leap), Some(utc("20280229T100000")));
-        assert_eq!(rrule_last_start(b"FREQ=MONTHLY;INTERVAL=12;COUNT=3", &leap), Some(utc("20320229T100000")));
+        assert_eq!(
+            rrule_last_start(b"FREQ=YEARLY;COUNT=2", &leap),
+            Some(utc("20280229T100000"))
+        );
+        assert_eq!(
+            rrule_last_start(b"FREQ=MONTHLY;INTERVAL=12;COUNT=3", &leap),
+            Some(utc("20320229T100000"))
+        );
         let feb30 = st("20240131T100000Z");
         // Every 12 months from Jan 31 is always valid; from a day that never exists: budget.
-        assert_eq!(rrule_last_start(b"FREQ=YEARLY;COUNT=3", &feb30), Some(utc("20260131T100000")));
+        assert_eq!(
+            rrule_last_start(b"FREQ=YEARLY;COUNT=3", &feb30),
+            Some(utc("20260131T100000"))
+        );
     }
 }

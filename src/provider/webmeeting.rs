@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -89,15 +91,23 @@ struct RawUser {
 
 pub struct Client {
     http: Http,
+    pair: String,
     base: String,
     api_key: SecretString,
     max_body: u64,
 }
 
 impl Client {
-    pub fn new(base_url: &str, api_key: SecretString, timeout: Duration, max_body: u64) -> Result<Client, ProviderError> {
+    pub fn new(
+        pair: &str,
+        base_url: &str,
+        api_key: SecretString,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<Client, ProviderError> {
         Ok(Client {
-            http: Http::new(timeout, RetryPolicy::default())?,
+            http: Http::new(timeout, RetryPolicy::default())?.with_label(pair),
+            pair: pair.to_string(),
             base: base_url.trim_end_matches('/').to_string(),
             api_key,
             max_body,
@@ -105,14 +115,19 @@ impl Client {
     }
 
     /// Shorter retries for tests and the demo.
-    pub fn with_retry(mut self, retry: RetryPolicy, timeout: Duration) -> Result<Client, ProviderError> {
-        self.http = Http::new(timeout, retry)?;
+    pub fn with_retry(
+        mut self,
+        retry: RetryPolicy,
+        timeout: Duration,
+    ) -> Result<Client, ProviderError> {
+        self.http = Http::new(timeout, retry)?.with_label(&self.pair);
         Ok(self)
     }
 
     fn api_headers(&self) -> Result<HeaderMap, ProviderError> {
         let mut h = HeaderMap::new();
-        let mut key = HeaderValue::from_str(self.api_key.expose_secret()).map_err(|_| ProviderError::BadKey)?;
+        let mut key = HeaderValue::from_str(self.api_key.expose_secret())
+            .map_err(|_| ProviderError::BadKey)?;
         key.set_sensitive(true);
         h.insert(HeaderName::from_static("x-api-key"), key);
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -125,7 +140,11 @@ impl Client {
 
     /// Organizers of an account via `GET /api/v6/account/admin/{accountId}`,
     /// optionally restricted to `only` (emails or user ids).
-    pub async fn organizers(&self, account_id: &str, only: &[String]) -> Result<Vec<Organizer>, ProviderError> {
+    pub async fn organizers(
+        &self,
+        account_id: &str,
+        only: &[String],
+    ) -> Result<Vec<Organizer>, ProviderError> {
         let target = format!("GET {}/api/v6/account/admin/{account_id}", self.base);
         let url = format!(
             "{}/api/v6/account/admin/{}",
@@ -134,14 +153,24 @@ impl Client {
         );
         let resp = self
             .http
-            .send(Method::GET, &url, self.api_headers()?, None, 64 << 20, &target)
+            .send(
+                Method::GET,
+                &url,
+                self.api_headers()?,
+                None,
+                64 << 20,
+                &target,
+            )
             .await?;
         let users: Vec<RawUser> = parse_envelope(&resp.body, &target)?;
         let mut out = Vec::new();
         for u in users {
             let wanted = only.is_empty()
                 || only.iter().any(|o| {
-                    o == &u.id || u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(o))
+                    o == &u.id
+                        || u.email
+                            .as_deref()
+                            .is_some_and(|e| e.eq_ignore_ascii_case(o))
                 });
             if !wanted {
                 continue;
@@ -173,11 +202,19 @@ impl Client {
 
     /// The redacted description of an organizer's feed request.
     pub fn feed_target(&self, org: &Organizer) -> String {
-        format!("GET {}{}", self.base, redact_path(org.ics_path.expose_secret()))
+        format!(
+            "GET {}{}",
+            self.base,
+            redact_path(org.ics_path.expose_secret())
+        )
     }
 
     /// Conditional GET of an organizer's ICS feed.
-    pub async fn fetch_feed(&self, org: &Organizer, known: &FeedState) -> Result<FeedFetch, ProviderError> {
+    pub async fn fetch_feed(
+        &self,
+        org: &Organizer,
+        known: &FeedState,
+    ) -> Result<FeedFetch, ProviderError> {
         let target = format!("feed of {} ({})", org.label, self.feed_target(org));
         let path = org.ics_path.expose_secret();
         let url = if path.starts_with("http://") || path.starts_with("https://") {
@@ -197,10 +234,18 @@ impl Client {
             h.insert(HeaderName::from_static("x-api-key"), key);
         }
         if known.body_hash.is_some() {
-            if let Some(e) = known.etag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+            if let Some(e) = known
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
                 h.insert(IF_NONE_MATCH, e);
             }
-            if let Some(lm) = known.last_modified.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            if let Some(lm) = known
+                .last_modified
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
                 h.insert(IF_MODIFIED_SINCE, lm);
             }
         }
@@ -213,7 +258,8 @@ impl Client {
         }
         let ct = resp.content_type();
         let looks_html = ct.contains("html") || {
-            let head = String::from_utf8_lossy(&resp.body[..resp.body.len().min(512)]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&resp.body[..resp.body.len().min(512)])
+                .to_ascii_lowercase();
             let t = head.trim_start_matches('\u{feff}').trim_start();
             t.starts_with("<!doctype") || t.starts_with("<html")
         };
@@ -226,7 +272,10 @@ impl Client {
         if ct.contains("json") {
             let msg = serde_json::from_slice::<serde_json::Value>(&resp.body)
                 .ok()
-                .and_then(|v| v.get("responseMessage").and_then(|m| m.as_str().map(str::to_string)))
+                .and_then(|v| {
+                    v.get("responseMessage")
+                        .and_then(|m| m.as_str().map(str::to_string))
+                })
                 .unwrap_or_default();
             return Err(ProviderError::NotCalendar {
                 target,
@@ -242,7 +291,10 @@ impl Client {
 }
 
 /// `{"responseCode":0,"data":…}`; `responseCode` may be a number or a numeric string.
-fn parse_envelope<T: for<'de> Deserialize<'de>>(body: &[u8], target: &str) -> Result<T, ProviderError> {
+fn parse_envelope<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    target: &str,
+) -> Result<T, ProviderError> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ProviderError::Json {
         target: target.to_string(),
         cause: e.to_string(),
@@ -280,9 +332,16 @@ fn parse_envelope<T: for<'de> Deserialize<'de>>(body: &[u8], target: &str) -> Re
 pub fn redact_path(path: &str) -> String {
     let no_query = path.split('?').next().unwrap_or(path);
     let (head, _) = no_query.rsplit_once('/').unwrap_or(("", no_query));
-    let head = if let Some(rest) = head.strip_prefix("http://").or_else(|| head.strip_prefix("https://")) {
+    let head = if let Some(rest) = head
+        .strip_prefix("http://")
+        .or_else(|| head.strip_prefix("https://"))
+    {
         // a full URL: keep scheme and host
-        let scheme = if head.starts_with("https") { "https://" } else { "http://" };
+        let scheme = if head.starts_with("https") {
+            "https://"
+        } else {
+            "http://"
+        };
         format!("{scheme}{rest}")
     } else {
         head.to_string()
@@ -319,9 +378,12 @@ mod tests {
     fn envelope_accepts_string_codes_and_reports_errors() {
         let ok: Vec<u32> = parse_envelope(br#"{"responseCode":"0","data":[1,2]}"#, "t").unwrap();
         assert_eq!(ok, vec![1, 2]);
-        let e = parse_envelope::<Vec<u32>>(br#"{"responseCode":-4,"responseMessage":"data not valid","data":null}"#, "t")
-            .unwrap_err()
-            .to_string();
+        let e = parse_envelope::<Vec<u32>>(
+            br#"{"responseCode":-4,"responseMessage":"data not valid","data":null}"#,
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("responseCode -4: data not valid"), "{e}");
         assert!(parse_envelope::<Vec<u32>>(b"<html>", "t").is_err());
     }

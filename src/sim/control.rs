@@ -36,8 +36,8 @@ fn ok() -> Response {
     json_response(200, &json!({}))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| fail(400, format!("bad request body: {e}")))
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
 }
 
 #[derive(Deserialize)]
@@ -134,20 +134,22 @@ pub(crate) async fn handle(sim: &Sim, method: &Method, path: &str, body: Body) -
     };
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.clone(), segs.as_slice()) {
-        (Method::GET, ["_sim", "counters"]) => {
-            json_response(200, &serde_json::to_value(sim.counters()).unwrap_or_default())
-        }
+        (Method::GET, ["_sim", "counters"]) => json_response(
+            200,
+            &serde_json::to_value(sim.counters()).unwrap_or_default(),
+        ),
         (Method::POST, ["_sim", "counters", "reset"]) => {
             sim.reset_counters();
             ok()
         }
-        (Method::GET, ["_sim", "options"]) => {
-            json_response(200, &serde_json::to_value(sim.options()).unwrap_or_default())
-        }
+        (Method::GET, ["_sim", "options"]) => json_response(
+            200,
+            &serde_json::to_value(sim.options()).unwrap_or_default(),
+        ),
         (Method::POST, ["_sim", "options"]) => {
             let patch: Value = match parse(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return fail(400, e),
             };
             match patched_options(&sim.options(), patch) {
                 Ok(new) => {
@@ -168,7 +170,7 @@ pub(crate) async fn handle(sim: &Sim, method: &Method, path: &str, body: Body) -
         (Method::POST, ["_sim", "organizers"]) => {
             let req: NewOrganizer = match parse(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return fail(400, e),
             };
             let added = sim.lock().add_user(
                 &req.account_id,
@@ -186,7 +188,7 @@ pub(crate) async fn handle(sim: &Sim, method: &Method, path: &str, body: Body) -
         (Method::POST, ["_sim", "meetings"]) => {
             let req: NewMeeting = match parse(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return fail(400, e),
             };
             let mut w = sim.lock();
             let input = MeetingInput::from_spec(req.spec, w.started);
@@ -198,7 +200,7 @@ pub(crate) async fn handle(sim: &Sim, method: &Method, path: &str, body: Body) -
         (Method::PATCH, ["_sim", "meetings", id]) => {
             let patch: MeetingPatch = match parse(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return fail(400, e),
             };
             let mut w = sim.lock();
             let Some(current) = w.meetings.get(*id).filter(|m| !m.deleted) else {
@@ -234,7 +236,7 @@ pub(crate) async fn handle(sim: &Sim, method: &Method, path: &str, body: Body) -
         (Method::POST, ["_sim", "faults"]) => {
             let req: FaultRequest = match parse(&body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return fail(400, e),
             };
             match req.fault() {
                 Ok(f) => {

@@ -43,7 +43,11 @@ pub(crate) struct RenderedFeed {
 }
 
 impl RenderedFeed {
-    pub fn new(body: String, last_modified: DateTime<Utc>, valid_until: Option<DateTime<Utc>>) -> Self {
+    pub fn new(
+        body: String,
+        last_modified: DateTime<Utc>,
+        valid_until: Option<DateTime<Utc>>,
+    ) -> Self {
         let hash = hex::encode(&Sha256::digest(body.as_bytes())[..16]);
         RenderedFeed {
             body: Bytes::from(body),
@@ -216,7 +220,11 @@ pub(crate) fn uid_of(m: &Meeting, opts: &SimOptions) -> String {
 
 /// `https://{domain}/j/{meeting number without dashes}`.
 pub(crate) fn join_link(m: &Meeting, opts: &SimOptions) -> String {
-    format!("https://{}/j/{}", opts.domain, m.meeting_id.replace('-', ""))
+    format!(
+        "https://{}/j/{}",
+        opts.domain,
+        m.meeting_id.replace('-', "")
+    )
 }
 
 /// One VEVENT's varying part: a whole meeting, its master, or one occurrence.
@@ -393,7 +401,13 @@ fn write_meeting(w: &mut Ics, m: &Meeting, zone: Option<Tz>, opts: &SimOptions) 
         RecurrenceStyle::ExpandedOwnUid | RecurrenceStyle::ExpandedRecurrenceId => {
             let horizon = m.created.max(m.start) + Duration::days(EXPANSION_HORIZON_DAYS);
             let length = m.end - m.start;
-            let starts = occurrences(m.start, rule, zone.unwrap_or(Tz::UTC), horizon, EXPANSION_CAP);
+            let starts = occurrences(
+                m.start,
+                rule,
+                zone.unwrap_or(Tz::UTC),
+                horizon,
+                EXPANSION_CAP,
+            );
             let own_uid = opts.recurrence == RecurrenceStyle::ExpandedOwnUid;
             let mut instance_uid = String::new();
             for original in starts {

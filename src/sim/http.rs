@@ -14,14 +14,17 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use super::feed::{empty_calendar, RenderedFeed};
 use super::control;
-use super::wire::{account_json, error_envelope, meeting_json, parse_meeting_body, success, user_json};
+use super::feed::{empty_calendar, RenderedFeed};
+use super::wire::{
+    account_json, error_envelope, meeting_json, parse_meeting_body, success, user_json,
+};
 use super::world::ApiError;
 use super::{
-    ApiAuth, BadToken, DeletePaths, ErrorStatus, FeedAuth, Fault, PutResponse, Route, RunningSim,
+    ApiAuth, BadToken, DeletePaths, ErrorStatus, Fault, FeedAuth, PutResponse, Route, RunningSim,
     Sim, SimOptions, Validators,
 };
 
@@ -142,7 +145,11 @@ fn html_page(status: u16) -> Response {
         "<!DOCTYPE html>\n<html><head><title>Error</title></head>\
          <body><h1>Something went wrong</h1><p>Please try again later.</p></body></html>\n"
     };
-    response(status, "text/html; charset=utf-8", Bytes::from_static(page.as_bytes()))
+    response(
+        status,
+        "text/html; charset=utf-8",
+        Bytes::from_static(page.as_bytes()),
+    )
 }
 
 fn too_many_requests(retry_after: Option<String>) -> Response {
@@ -188,7 +195,10 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
     let is_feed = matches!(target, Target::Feed(_));
     match &fault {
         Some(Fault::Status(code)) => {
-            return json_response(*code, &error_envelope(-99, "Internal error, please try again"))
+            return json_response(
+                *code,
+                &error_envelope(-99, "Internal error, please try again"),
+            )
         }
         Some(Fault::Html200) => return html_page(200),
         Some(Fault::Html500) => return html_page(500),
@@ -234,18 +244,24 @@ async fn truncate(answer: Response) -> Response {
     let full = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let announced = full.len().max(64);
     let half = full.slice(..full.len() / 2);
-    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-        Ok(half),
-        Err(std::io::Error::new(
+    // The pause lets hyper flush the head and the first half before the
+    // failure aborts the connection, so the client sees a short body.
+    let failure = async {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        Err::<Bytes, _>(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
             "simulated truncated response",
-        )),
-    ];
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
+        ))
+    };
+    let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(half)])
+        .chain(futures_util::stream::once(failure));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
     if parts.status == StatusCode::NOT_MODIFIED {
         parts.status = StatusCode::OK;
     }
-    Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)))
+    Response::from_parts(parts, Body::from_stream(chunks))
 }
 
 fn user_header(headers: &HeaderMap) -> Result<String, ApiError> {
@@ -378,7 +394,13 @@ fn bad_token(sim: &Sim, opts: &SimOptions) -> Response {
     }
 }
 
-fn feed(sim: &Sim, opts: &SimOptions, token: &str, headers: &HeaderMap, fault: Option<&Fault>) -> Response {
+fn feed(
+    sim: &Sim,
+    opts: &SimOptions,
+    token: &str,
+    headers: &HeaderMap,
+    fault: Option<&Fault>,
+) -> Response {
     let user = {
         let w = sim.lock();
         w.tokens
@@ -392,7 +414,11 @@ fn feed(sim: &Sim, opts: &SimOptions, token: &str, headers: &HeaderMap, fault: O
     let rendered = match fault {
         Some(Fault::InvalidJson) => {
             let broken = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:5e945c36b863b82cefdd\r\nDTSTART:2020040";
-            return response(200, "text/calendar; charset=utf-8", Bytes::from_static(broken.as_bytes()));
+            return response(
+                200,
+                "text/calendar; charset=utf-8",
+                Bytes::from_static(broken.as_bytes()),
+            );
         }
         Some(Fault::EmptyCalendar) => Arc::new(RenderedFeed::new(
             empty_calendar(opts.line_endings, Some(&calname)),
@@ -455,17 +481,28 @@ fn calendar(
 
 /// RFC 9110 §13.2.2: `If-None-Match` (exact comparison of each listed tag)
 /// decides when present; otherwise `If-Modified-Since` at one-second resolution.
-fn not_modified(headers: &HeaderMap, etag: Option<&str>, last_modified: Option<DateTime<Utc>>) -> bool {
+fn not_modified(
+    headers: &HeaderMap,
+    etag: Option<&str>,
+    last_modified: Option<DateTime<Utc>>,
+) -> bool {
     if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
         let (Some(etag), Ok(list)) = (etag, inm.to_str()) else {
             return false;
         };
-        return list.split(',').map(str::trim).any(|t| t == "*" || t == etag);
+        return list
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == etag);
     }
     let (Some(ims), Some(lm)) = (headers.get(header::IF_MODIFIED_SINCE), last_modified) else {
         return false;
     };
-    let Some(since) = ims.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) else {
+    let Some(since) = ims
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+    else {
         return false;
     };
     DateTime::<Utc>::from(since).timestamp() >= lm.timestamp()
@@ -489,12 +526,18 @@ mod unit {
         assert!(Target::parse(&del, "/api/v6/meeting/abc", &o).is_some());
         o.delete_paths = DeletePaths::FalseSuffixOnly;
         assert_eq!(Target::parse(&del, "/api/v6/meeting/abc", &o), None);
-        assert_eq!(Target::parse(&Method::PUT, "/api/v6/meeting/abc/maybe", &o), None);
+        assert_eq!(
+            Target::parse(&Method::PUT, "/api/v6/meeting/abc/maybe", &o),
+            None
+        );
         assert_eq!(
             Target::parse(&Method::GET, "/api/v6/meeting/calender/user/t-1", &o),
             Some(Target::Feed("t-1".into()))
         );
-        assert_eq!(Target::parse(&Method::GET, "/api/v6/meeting/calendar/user/t-1", &o), None);
+        assert_eq!(
+            Target::parse(&Method::GET, "/api/v6/meeting/calendar/user/t-1", &o),
+            None
+        );
         o.get_endpoints = false;
         assert_eq!(Target::parse(&Method::GET, "/api/v6/meeting/abc", &o), None);
         assert_eq!(Target::parse(&Method::GET, "/api/v6/meeting", &o), None);
@@ -503,9 +546,14 @@ mod unit {
 
     #[test]
     fn conditional_rules() {
-        let lm = DateTime::parse_from_rfc3339("2025-01-01T10:00:00.500Z").unwrap().to_utc();
+        let lm = DateTime::parse_from_rfc3339("2025-01-01T10:00:00.500Z")
+            .unwrap()
+            .to_utc();
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", \"b\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", \"b\""),
+        );
         assert!(not_modified(&h, Some("\"b\""), None));
         assert!(!not_modified(&h, Some("W/\"b\""), None));
         assert!(!not_modified(&h, None, Some(lm)));
@@ -515,6 +563,10 @@ mod unit {
             HeaderValue::from_static("Wed, 01 Jan 2025 10:00:00 GMT"),
         );
         assert!(not_modified(&h, None, Some(lm)));
-        assert!(!not_modified(&h, None, Some(lm + chrono::Duration::seconds(1))));
+        assert!(!not_modified(
+            &h,
+            None,
+            Some(lm + chrono::Duration::seconds(1))
+        ));
     }
 }

@@ -21,6 +21,8 @@ mod tz;
 mod wire;
 mod world;
 
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -36,10 +36,7 @@ pub(crate) fn occurrences(
 ) -> Vec<DateTime<Utc>> {
     let local = start.with_timezone(&zone).naive_local();
     let interval = i64::from(rule.interval.max(1));
-    let limit = rule
-        .count
-        .map(|c| (c as usize).min(cap))
-        .unwrap_or(cap);
+    let limit = rule.count.map(|c| (c as usize).min(cap)).unwrap_or(cap);
     let mut out = Vec::new();
     // Monthly rules skip months without the day; bound the attempts anyway.
     let max_steps = limit.saturating_mul(12).saturating_add(48);
@@ -50,7 +47,9 @@ pub(crate) fn occurrences(
         let candidate = match rule.freq {
             Freq::Daily => Some(local + Duration::days(k * interval)),
             Freq::Weekly => Some(local + Duration::days(7 * k * interval)),
-            Freq::Monthly => add_months(local.date(), k * interval).map(|d| d.and_time(local.time())),
+            Freq::Monthly => {
+                add_months(local.date(), k * interval).map(|d| d.and_time(local.time()))
+            }
         };
         let Some(candidate) = candidate else {
             continue;

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday,
+};
 use chrono_tz::{OffsetComponents, OffsetName, Tz};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -99,7 +101,9 @@ fn days_in_month(year: i32, month: u32) -> u32 {
     } else {
         NaiveDate::from_ymd_opt(year, month + 1, 1)
     };
-    next.and_then(|n| n.pred_opt()).map(|d| d.day()).unwrap_or(28)
+    next.and_then(|n| n.pred_opt())
+        .map(|d| d.day())
+        .unwrap_or(28)
 }
 
 /// The `nth` (1-based, or -1 = last) `weekday` of a month.
@@ -154,7 +158,10 @@ fn observance(out: &mut Vec<String>, t: &Transition, yearly: bool) {
 }
 
 fn build(zone: Tz, year: i32) -> Vec<String> {
-    let mut out = vec!["BEGIN:VTIMEZONE".to_string(), format!("TZID:{}", zone.name())];
+    let mut out = vec![
+        "BEGIN:VTIMEZONE".to_string(),
+        format!("TZID:{}", zone.name()),
+    ];
     let found = transitions(zone, year);
     if found.is_empty() {
         let mid = NaiveDate::from_ymd_opt(year, 7, 1)
@@ -218,8 +225,14 @@ mod tests {
             "BEGIN:STANDARD\nTZOFFSETFROM:+0200\nTZOFFSETTO:+0100\nTZNAME:CET\nDTSTART:19701025T030000\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\nEND:STANDARD"
         ), "{z}");
         let l = text(chrono_tz::Europe::London);
-        assert!(l.contains("TZOFFSETFROM:+0000\nTZOFFSETTO:+0100\nTZNAME:BST\nDTSTART:19700329T010000"), "{l}");
-        assert!(l.contains("TZOFFSETFROM:+0100\nTZOFFSETTO:+0000\nTZNAME:GMT\nDTSTART:19701025T020000"), "{l}");
+        assert!(
+            l.contains("TZOFFSETFROM:+0000\nTZOFFSETTO:+0100\nTZNAME:BST\nDTSTART:19700329T010000"),
+            "{l}"
+        );
+        assert!(
+            l.contains("TZOFFSETFROM:+0100\nTZOFFSETTO:+0000\nTZNAME:GMT\nDTSTART:19701025T020000"),
+            "{l}"
+        );
     }
 
     #[test]
@@ -268,7 +281,11 @@ mod tests {
                 let base = transitions(zone, 2025);
                 for t in &found {
                     let same = base.iter().find(|b| b.to.dst == t.to.dst).unwrap();
-                    assert_eq!(yearly_rule(local(t)), yearly_rule(local(same)), "{zone} {year}");
+                    assert_eq!(
+                        yearly_rule(local(t)),
+                        yearly_rule(local(same)),
+                        "{zone} {year}"
+                    );
                     assert_eq!(local(t).time(), local(same).time());
                 }
             }

@@ -171,7 +171,13 @@ fn parse_participant(v: &Value) -> Result<Participant, ApiError> {
 /// `after`/`on`/`never` (any case) are understood, anything else is kept and
 /// echoed but not rendered.
 fn rule_from_recurring(rec: &Map<String, Value>) -> Option<Recurrence> {
-    let freq = match rec.get("frequencyType")?.as_str()?.trim().to_ascii_lowercase().as_str() {
+    let freq = match rec
+        .get("frequencyType")?
+        .as_str()?
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "daily" | "day" => Freq::Daily,
         "weekly" | "week" => Freq::Weekly,
         "monthly" | "month" => Freq::Monthly,
@@ -234,7 +240,9 @@ pub(crate) fn parse_meeting_body(
     let end_time = time_field(&body, "endTime")?;
     let duration = match body.get("duration") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(lenient_i64(v).ok_or_else(|| ApiError::invalid("duration is not a number"))?),
+        Some(v) => {
+            Some(lenient_i64(v).ok_or_else(|| ApiError::invalid("duration is not a number"))?)
+        }
     };
     let end = match (end_time, duration) {
         (None, None) => return Err(ApiError::invalid("endTime or duration is required")),
@@ -298,7 +306,10 @@ pub(crate) fn parse_meeting_body(
         recurrence,
         is_recorded: bool_field(&body, "isRecorded"),
         is_dialin: bool_field(&body, "isDialin"),
-        meeting_permission_id: body.get("meetingPermissionId").cloned().unwrap_or(Value::Null),
+        meeting_permission_id: body
+            .get("meetingPermissionId")
+            .cloned()
+            .unwrap_or(Value::Null),
         extra_ics: Vec::new(),
     };
     let id = match body.get("id") {

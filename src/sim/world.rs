@@ -209,7 +209,9 @@ impl World {
 
     fn meeting_number(&mut self) -> String {
         loop {
-            let n: u64 = self.rng.random_range(1_000_000_000_000_000..10_000_000_000_000_000);
+            let n: u64 = self
+                .rng
+                .random_range(1_000_000_000_000_000..10_000_000_000_000_000);
             let s = n.to_string();
             let s = format!("{}-{}-{}-{}", &s[0..4], &s[4..8], &s[8..12], &s[12..16]);
             if self.meeting_numbers.insert(s.clone()) {
@@ -231,7 +233,9 @@ impl World {
             return Err(ApiError::invalid("adminEmail is not a valid email address"));
         }
         if self.emails.contains(&email.to_lowercase()) {
-            return Err(ApiError::exists("An account with this email already exists"));
+            return Err(ApiError::exists(
+                "An account with this email already exists",
+            ));
         }
         let now = self.now();
         // Same order as the seed: user …4e, account …4f, room …50.
@@ -479,7 +483,11 @@ impl World {
 
     /// Applies `f`, then does what any change does: duration, sequence,
     /// timestamps, feed invalidation.
-    pub fn modify_meeting(&mut self, id: &str, f: impl FnOnce(&mut Meeting)) -> Option<Arc<Meeting>> {
+    pub fn modify_meeting(
+        &mut self,
+        id: &str,
+        f: impl FnOnce(&mut Meeting),
+    ) -> Option<Arc<Meeting>> {
         let now = self.now();
         let increments = self.opts.sequence == SequenceMode::Increments;
         let entry = self.meetings.get_mut(id)?;

@@ -23,7 +23,10 @@ pub enum StoreError {
     },
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         action,
         path: path.to_path_buf(),
@@ -51,18 +54,26 @@ impl Vdir {
 
     /// Create the collection folder (and its `displayname`, as vdirsyncer
     /// keeps it) if missing, and remove temp files of an interrupted run.
-    pub fn prepare_collection(&self, collection: &str, displayname: &str) -> Result<PathBuf, StoreError> {
+    pub fn prepare_collection(
+        &self,
+        collection: &str,
+        displayname: &str,
+    ) -> Result<PathBuf, StoreError> {
         let dir = self.collection_dir(collection);
         fs::create_dir_all(&dir).map_err(io_err("cannot create the calendar folder", &dir))?;
         let dn = dir.join("displayname");
         if !dn.exists() {
             write_atomic(&dn, displayname.as_bytes())?;
         }
-        let entries = fs::read_dir(&dir).map_err(io_err("cannot list the calendar folder", &dir))?;
+        let entries =
+            fs::read_dir(&dir).map_err(io_err("cannot list the calendar folder", &dir))?;
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.contains(TMP_MARK) {
+            // leftovers of other (crashed) processes; our own temp files
+            // belong to jobs in flight and are removed by their batches
+            let ours = format!("{TMP_MARK}-{}-", std::process::id());
+            if name.starts_with('.') && name.contains(TMP_MARK) && !name.contains(&ours) {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -106,7 +117,9 @@ impl Batch {
     /// Write `bytes` to a temp file that `commit` renames to `file`.
     pub fn stage(&mut self, file: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let target = self.dir.join(file);
-        let tmp = self.dir.join(format!(".{file}{TMP_MARK}-{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{file}{TMP_MARK}-{}", std::process::id()));
         let res = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -150,7 +163,8 @@ impl Batch {
             return Ok(());
         }
         if self.staged.len() > SYNCFS_THRESHOLD {
-            let d = File::open(&self.dir).map_err(io_err("cannot open the calendar folder", &self.dir))?;
+            let d = File::open(&self.dir)
+                .map_err(io_err("cannot open the calendar folder", &self.dir))?;
             sync_filesystem(&d).map_err(io_err("cannot flush the calendar folder", &self.dir))?;
         }
         let staged = std::mem::take(&mut self.staged);
@@ -179,8 +193,10 @@ impl Batch {
                 }
             }
         }
-        let d = File::open(&self.dir).map_err(io_err("cannot open the calendar folder", &self.dir))?;
-        d.sync_all().map_err(io_err("cannot flush the calendar folder", &self.dir))?;
+        let d =
+            File::open(&self.dir).map_err(io_err("cannot open the calendar folder", &self.dir))?;
+        d.sync_all()
+            .map_err(io_err("cannot flush the calendar folder", &self.dir))?;
         Ok(())
     }
 }
@@ -216,7 +232,10 @@ fn sync_filesystem(_f: &File) -> std::io::Result<()> {
 /// Write one small file atomically (temp + fsync + rename + folder fsync).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut b = Batch {
         dir: dir.to_path_buf(),
         staged: Vec::new(),
@@ -238,7 +257,8 @@ mod tests {
         fs::write(c.join("old.ics"), b"x").unwrap();
         let mut b = v.batch("c");
         for i in 0..40 {
-            b.stage(&format!("{i}.ics"), format!("item {i}").as_bytes()).unwrap();
+            b.stage(&format!("{i}.ics"), format!("item {i}").as_bytes())
+                .unwrap();
         }
         b.delete("old.ics");
         b.commit().unwrap();
@@ -250,7 +270,10 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(TMP_MARK))
             .collect();
         assert!(leftovers.is_empty());
-        assert_eq!(fs::read_to_string(c.join("displayname")).unwrap(), "Calendar");
+        assert_eq!(
+            fs::read_to_string(c.join("displayname")).unwrap(),
+            "Calendar"
+        );
     }
 
     #[test]
@@ -263,7 +286,7 @@ mod tests {
             b.stage("a.ics", b"a").unwrap();
         }
         assert!(v.read("c", "a.ics").unwrap().is_none());
-        fs::write(c.join(format!(".b.ics{TMP_MARK}-1")), b"partial").unwrap();
+        fs::write(c.join(format!(".b.ics{TMP_MARK}-999999999-1")), b"partial").unwrap();
         v.prepare_collection("c", "C").unwrap();
         let names: Vec<String> = fs::read_dir(&c)
             .unwrap()

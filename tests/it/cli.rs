@@ -18,22 +18,46 @@ fn check_config_reports_every_problem_and_exits_78() {
         "[[pair]]\nname = \"a\"\nschedul = \"@hourly\"\n[pair.platform]\nbase_url = \"https://h\"\naccount_id = \"x1\"\n[pair.store]\npath = \"c\"\nlayout = \"flat\"\n",
     )
     .unwrap();
-    let out = bin().args(["check-config", "--config"]).arg(&p).output().unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:3:1: error: unknown key `schedul`"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:1: error: unknown key `schedul`"),
+        "{err}"
+    );
     assert!(err.contains("has no API key"), "{err}");
-    assert!(err.contains("bad.toml:9:10: error: unknown layout `flat`"), "{err}");
-    let out = bin().args(["sync", "--once", "--config"]).arg(&p).output().unwrap();
+    assert!(
+        err.contains("bad.toml:9:10: error: unknown layout `flat`"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["sync", "--once", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
 }
 
 #[test]
 fn help_on_every_command() {
-    for cmd in [vec!["--help"], vec!["sync", "--help"], vec!["check-config", "--help"], vec!["demo", "--help"], vec!["sim", "--help"], vec!["status", "--help"]] {
+    for cmd in [
+        vec!["--help"],
+        vec!["sync", "--help"],
+        vec!["check-config", "--help"],
+        vec!["demo", "--help"],
+        vec!["sim", "--help"],
+        vec!["status", "--help"],
+    ] {
         let out = bin().args(&cmd).output().unwrap();
         assert!(out.status.success(), "{cmd:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{cmd:?}"
+        );
     }
 }
 
@@ -44,26 +68,44 @@ async fn sync_once_prints_a_summary_and_exits_by_outcome() {
     let run = move |args: &'static [&'static str]| {
         let cfg = cfg.clone();
         async move {
-            tokio::task::spawn_blocking(move || bin().args(args).arg("--config").arg(&cfg).output().unwrap())
-                .await
-                .unwrap()
+            tokio::task::spawn_blocking(move || {
+                bin().args(args).arg("--config").arg(&cfg).output().unwrap()
+            })
+            .await
+            .unwrap()
         }
     };
     let out = run(&["sync", "--once"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("pair work: ok"), "{stdout}");
     let out = run(&["sync", "--once"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("3 not modified (304)"), "{stdout}");
     let out = run(&["status"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(stdout.contains("last run:") && stdout.contains("ok"), "{stdout}");
+    assert!(
+        stdout.contains("last run:") && stdout.contains("ok"),
+        "{stdout}"
+    );
     // a failing platform: exit 1, the secret is not printed
-    env.sim.inject_fault(meetsync::sim::Route::AdminLookup, meetsync::sim::Fault::Status(503), 100);
+    env.sim.inject_fault(
+        meetsync::sim::Route::AdminLookup,
+        meetsync::sim::Fault::Status(503),
+        100,
+    );
     let out = run(&["sync", "--once", "-vvv"]).await;
     assert_eq!(out.status.code(), Some(1));
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(all.contains("503"), "{all}");
     assert!(!all.contains(API_KEY), "API key leaked:\n{all}");
     for u in &env.users {

@@ -29,10 +29,18 @@ impl Env {
     }
 
     /// `extra` is appended to the pair's TOML (e.g. a [pair.sync] section).
-    pub async fn with_extra(mut opts: SimOptions, organizers: usize, meetings: usize, extra: &str) -> Env {
+    pub async fn with_extra(
+        mut opts: SimOptions,
+        organizers: usize,
+        meetings: usize,
+        extra: &str,
+    ) -> Env {
         opts.api_key = API_KEY.to_string();
         let sim = Sim::new(opts);
-        let running = sim.serve(([127, 0, 0, 1], 0).into()).await.expect("sim starts");
+        let running = sim
+            .serve(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("sim starts");
         let account = sim.create_account("admin@meeting.example.test", "Ada", "Admin");
         let users = if meetings > 0 {
             sim.populate_demo(&account.account_id, organizers, meetings, 7)
@@ -127,7 +135,11 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime, u64)> {
                 use std::os::unix::fs::MetadataExt;
                 out.insert(
                     path.clone(),
-                    (std::fs::read(&path).unwrap(), md.modified().unwrap(), md.ino()),
+                    (
+                        std::fs::read(&path).unwrap(),
+                        md.modified().unwrap(),
+                        md.ino(),
+                    ),
                 );
             }
         }
@@ -152,12 +164,15 @@ pub fn ics_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The collection folder of an organizer (per-organizer layout).
 pub fn collection_of(env: &Env, user: &UserInfo) -> PathBuf {
-    env.cal().join(meetsync::ics::file_stem_for_uid(&user.email.to_lowercase()))
+    env.cal()
+        .join(meetsync::ics::file_stem_for_uid(&user.email.to_lowercase()))
 }
 
 /// UIDs of the VEVENTs of a feed or file (unfolded, masters only).
 pub fn master_uids(ics: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(ics).replace("\r\n ", "").replace("\n ", "");
+    let text = String::from_utf8_lossy(ics)
+        .replace("\r\n ", "")
+        .replace("\n ", "");
     let mut out = Vec::new();
     let mut uid = None;
     let mut is_override = false;
@@ -186,9 +201,11 @@ pub fn master_uids(ics: &[u8]) -> Vec<String> {
 
 /// A minimal feed server for hand-written (hostile, broken) feeds, with a
 /// listed-feed config pointing at it.
+type FeedReply = Arc<Mutex<(u16, &'static str, Vec<u8>)>>;
+
 pub struct StaticFeed {
     pub dir: tempfile::TempDir,
-    pub body: Arc<Mutex<(u16, &'static str, Vec<u8>)>>,
+    body: FeedReply,
     pub config_path: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -197,12 +214,16 @@ impl StaticFeed {
     pub async fn new(body: &[u8]) -> StaticFeed {
         use axum::extract::State as AxState;
         use axum::response::IntoResponse;
-        let shared = Arc::new(Mutex::new((200u16, "text/calendar; charset=utf-8", body.to_vec())));
+        let shared = Arc::new(Mutex::new((
+            200u16,
+            "text/calendar; charset=utf-8",
+            body.to_vec(),
+        )));
         let app = axum::Router::new()
             .route(
                 "/feeds/{token}",
                 axum::routing::get(
-                    |AxState(s): AxState<Arc<Mutex<(u16, &'static str, Vec<u8>)>>>| async move {
+                    |AxState(s): AxState<FeedReply>| async move {
                         let (status, ct, body) = s.lock().unwrap().clone();
                         (
                             axum::http::StatusCode::from_u16(status).unwrap(),
@@ -227,7 +248,11 @@ impl StaticFeed {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("api-key"), API_KEY).unwrap();
         set_private(&dir.path().join("api-key"));
-        std::fs::write(dir.path().join("feed-path"), "/feeds/secret-feed-token-4242").unwrap();
+        std::fs::write(
+            dir.path().join("feed-path"),
+            "/feeds/secret-feed-token-4242",
+        )
+        .unwrap();
         set_private(&dir.path().join("feed-path"));
         let config_path = dir.path().join("meetsync.toml");
         std::fs::write(

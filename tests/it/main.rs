@@ -3,5 +3,6 @@
 mod cli;
 mod common;
 mod config_files;
+mod daemon;
 mod interop;
 mod pull;

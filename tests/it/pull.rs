@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use meetsync::cycle::Outcome;
-use meetsync::sim::{Fault, MeetingSpec, Recurrence, Freq, OverrideSpec, Route, SimOptions};
+use meetsync::sim::{Fault, Freq, MeetingSpec, OverrideSpec, Recurrence, Route, SimOptions};
 
 fn spec(topic: &str, start_in_days: i64) -> MeetingSpec {
     let start = chrono::Utc::now() + chrono::Duration::days(start_in_days);
@@ -35,12 +35,23 @@ async fn first_sync_writes_every_meeting_once_per_organizer() {
             .flat_map(|f| master_uids(&std::fs::read(f).unwrap()))
             .collect();
         file_uids.sort();
-        assert_eq!(files.len(), feed_uids.len(), "one file per UID for {}", u.email);
+        assert_eq!(
+            files.len(),
+            feed_uids.len(),
+            "one file per UID for {}",
+            u.email
+        );
         assert_eq!(file_uids, feed_uids, "UIDs of {}", u.email);
     }
     let (added, changed, deleted) = r.totals();
     assert_eq!((changed, deleted), (0, 0));
-    assert_eq!(added, env.users.iter().map(|u| master_uids(&env.sim.feed_bytes(&u.id)).len()).sum::<usize>());
+    assert_eq!(
+        added,
+        env.users
+            .iter()
+            .map(|u| master_uids(&env.sim.feed_bytes(&u.id)).len())
+            .sum::<usize>()
+    );
 }
 
 #[tokio::test]
@@ -53,10 +64,20 @@ async fn no_change_resync_writes_nothing_and_uses_304() {
     assert!(r.ok(), "{}", r.render());
     // the two organizers and the account admin (who has no meetings)
     assert_eq!(r.organizers.len(), 3);
-    assert!(r.organizers.iter().all(|o| o.outcome == Outcome::NotModified), "{}", r.render());
+    assert!(
+        r.organizers
+            .iter()
+            .all(|o| o.outcome == Outcome::NotModified),
+        "{}",
+        r.render()
+    );
     let c1 = env.sim.counters();
     assert_eq!(c1.feed_304 - c0.feed_304, 3);
-    assert_eq!(snapshot(&env.cal()), before, "a no-change sync must not touch the store");
+    assert_eq!(
+        snapshot(&env.cal()),
+        before,
+        "a no-change sync must not touch the store"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +94,12 @@ async fn same_body_without_validators_is_unchanged_and_writes_nothing() {
     assert!(env.sync().await.ok());
     let before = snapshot(&env.cal());
     let r = env.sync().await;
-    assert_eq!(org(&r, &env.users[0].email).outcome, Outcome::Unchanged, "{}", r.render());
+    assert_eq!(
+        org(&r, &env.users[0].email).outcome,
+        Outcome::Unchanged,
+        "{}",
+        r.render()
+    );
     assert_eq!(snapshot(&env.cal()), before);
 }
 
@@ -81,11 +107,18 @@ async fn same_body_without_validators_is_unchanged_and_writes_nothing() {
 async fn server_side_add_change_delete_reach_the_store() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
     let u = env.users[0].clone();
-    let ids: Vec<String> = (0..12).map(|i| env.sim.create_meeting(&u.id, spec(&format!("Meeting {i}"), i + 1))).collect();
+    let ids: Vec<String> = (0..12)
+        .map(|i| {
+            env.sim
+                .create_meeting(&u.id, spec(&format!("Meeting {i}"), i + 1))
+        })
+        .collect();
     let r = env.sync().await;
     assert_eq!(r.totals(), (12, 0, 0), "{}", r.render());
-    env.sim.update_meeting(&ids[0], |m| m.topic = "Renamed ☕".into());
-    env.sim.update_meeting(&ids[1], |m| m.agenda = "New agenda".into());
+    env.sim
+        .update_meeting(&ids[0], |m| m.topic = "Renamed ☕".into());
+    env.sim
+        .update_meeting(&ids[1], |m| m.agenda = "New agenda".into());
     env.sim.delete_meeting(&ids[2]);
     let new_id = env.sim.create_meeting(&u.id, spec("Brand new", 3));
     let r = env.sync().await;
@@ -98,7 +131,10 @@ async fn server_side_add_change_delete_reach_the_store() {
         .collect();
     assert!(all.contains("Renamed ☕"));
     assert!(all.contains("Brand new"));
-    assert!(!all.contains("Meeting 2\r\n"), "deleted meeting still present");
+    assert!(
+        !all.contains("Meeting 2\r\n"),
+        "deleted meeting still present"
+    );
     assert_eq!(ics_files(&coll).len(), 12);
     assert!(all.contains(&new_id) || master_uids(all.as_bytes()).len() == 12);
 }
@@ -112,7 +148,10 @@ async fn recurring_overrides_timezones_and_x_properties_survive_byte_exact() {
     s.start = start;
     s.end = start + chrono::Duration::minutes(45);
     s.timezone = "America/New_York".into();
-    s.extra_ics = vec!["X-MEETSYNC-TEST:keep-me".into(), "X-MEETSYNC-TEST:keep-me-too".into()];
+    s.extra_ics = vec![
+        "X-MEETSYNC-TEST:keep-me".into(),
+        "X-MEETSYNC-TEST:keep-me-too".into(),
+    ];
     s.recurrence = Some(Recurrence {
         freq: Freq::Weekly,
         interval: 1,
@@ -133,14 +172,26 @@ async fn recurring_overrides_timezones_and_x_properties_survive_byte_exact() {
     assert_eq!(files.len(), 1, "master and override share one file");
     let file = std::fs::read(&files[0]).unwrap();
     let text = String::from_utf8(file.clone()).unwrap();
-    for needle in ["RRULE:", "EXDATE", "RECURRENCE-ID", "Moved this week", "BEGIN:VTIMEZONE", "TZID:America/New_York", "X-MEETSYNC-TEST:keep-me\r\n", "X-MEETSYNC-TEST:keep-me-too\r\n"] {
+    for needle in [
+        "RRULE:",
+        "EXDATE",
+        "RECURRENCE-ID",
+        "Moved this week",
+        "BEGIN:VTIMEZONE",
+        "TZID:America/New_York",
+        "X-MEETSYNC-TEST:keep-me\r\n",
+        "X-MEETSYNC-TEST:keep-me-too\r\n",
+    ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
     assert_eq!(text.matches("BEGIN:VEVENT").count(), 2);
     // every VEVENT of the file appears verbatim in the feed
     let feed = String::from_utf8(env.sim.feed_bytes(&u.id)).unwrap();
     for chunk in text.split("BEGIN:VEVENT").skip(1) {
-        let ev = format!("BEGIN:VEVENT{}", &chunk[..chunk.find("END:VEVENT").unwrap() + "END:VEVENT\r\n".len()]);
+        let ev = format!(
+            "BEGIN:VEVENT{}",
+            &chunk[..chunk.find("END:VEVENT").unwrap() + "END:VEVENT\r\n".len()]
+        );
         assert!(feed.contains(&ev), "component not byte-exact:\n{ev}");
     }
 }
@@ -148,7 +199,18 @@ async fn recurring_overrides_timezones_and_x_properties_survive_byte_exact() {
 #[tokio::test]
 async fn hostile_uids_never_become_paths() {
     let long = "x".repeat(500);
-    let uids = ["../escape", "/etc/passwd", "a/../../b", "ABC", "abc", long.as_str(), "nul\u{0}byte", ".hidden", "con", "ü@ß"];
+    let uids = [
+        "../escape",
+        "/etc/passwd",
+        "a/../../b",
+        "ABC",
+        "abc",
+        long.as_str(),
+        "nul\u{0}byte",
+        ".hidden",
+        "con",
+        "ü@ß",
+    ];
     let events: Vec<String> = uids.iter().map(|u| event(u, "hostile")).collect();
     let f = StaticFeed::new(&feed_of(&events)).await;
     let r = f.sync().await;
@@ -159,13 +221,22 @@ async fn hostile_uids_never_become_paths() {
     for p in &files {
         assert_eq!(p.parent().unwrap(), coll);
         let name = p.file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.len() <= 110 && !name.contains('/') && !name.contains('\0') && !name.starts_with('.'), "{name}");
+        assert!(
+            name.len() <= 110
+                && !name.contains('/')
+                && !name.contains('\0')
+                && !name.starts_with('.'),
+            "{name}"
+        );
     }
     // nothing escaped the store
     let base = f.dir.path();
     assert!(!base.join("escape").exists() && !base.join("cal/escape").exists());
     // ABC and abc did not collide, case-insensitively either
-    let lower: std::collections::HashSet<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().to_lowercase()).collect();
+    let lower: std::collections::HashSet<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_lowercase())
+        .collect();
     assert_eq!(lower.len(), files.len());
 }
 
@@ -191,9 +262,20 @@ async fn html_page_401_404_and_truncated_feed_fail_cleanly_and_touch_nothing() {
         let o = org(&r, &u.email);
         assert_eq!(o.outcome, Outcome::Failed, "{fault:?}: {}", r.render());
         let msg = o.error.clone().unwrap();
-        assert!(msg.contains(needle), "{fault:?}: message `{msg}` should mention {needle}");
-        let line = r.render().lines().find(|l| l.contains(&msg) && l.contains(&u.email)).map(str::to_string).unwrap_or_default();
-        assert!(line.contains(&u.email), "the report names the organizer: {line}");
+        assert!(
+            msg.contains(needle),
+            "{fault:?}: message `{msg}` should mention {needle}"
+        );
+        let line = r
+            .render()
+            .lines()
+            .find(|l| l.contains(&msg) && l.contains(&u.email))
+            .map(str::to_string)
+            .unwrap_or_default();
+        assert!(
+            line.contains(&u.email),
+            "the report names the organizer: {line}"
+        );
         assert!(r.render().starts_with("pair work: FAILED"), "and the pair");
         assert!(!msg.contains(&u.ics_token), "the ICS token leaked: {msg}");
         assert_eq!(snapshot(&env.cal()), before, "{fault:?} touched the store");
@@ -242,19 +324,31 @@ async fn empty_feed_is_refused_until_forced() {
 async fn losing_most_meetings_at_once_is_refused() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
     let u = env.users[0].clone();
-    let ids: Vec<String> = (0..20).map(|i| env.sim.create_meeting(&u.id, spec(&format!("m{i}"), i + 1))).collect();
+    let ids: Vec<String> = (0..20)
+        .map(|i| env.sim.create_meeting(&u.id, spec(&format!("m{i}"), i + 1)))
+        .collect();
     assert!(env.sync().await.ok());
     for id in &ids[..12] {
         env.sim.delete_meeting(id);
     }
     let before = snapshot(&env.cal());
     let r = env.sync().await;
-    assert_eq!(org(&r, &u.email).outcome, Outcome::Refused, "{}", r.render());
+    assert_eq!(
+        org(&r, &u.email).outcome,
+        Outcome::Refused,
+        "{}",
+        r.render()
+    );
     assert_eq!(snapshot(&env.cal()), before);
     // a small loss goes through
     let env2 = Env::new(SimOptions::default(), 1, 0).await;
     let u2 = env2.users[0].clone();
-    let ids2: Vec<String> = (0..20).map(|i| env2.sim.create_meeting(&u2.id, spec(&format!("m{i}"), i + 1))).collect();
+    let ids2: Vec<String> = (0..20)
+        .map(|i| {
+            env2.sim
+                .create_meeting(&u2.id, spec(&format!("m{i}"), i + 1))
+        })
+        .collect();
     assert!(env2.sync().await.ok());
     env2.sim.delete_meeting(&ids2[0]);
     let r = env2.sync().await;
@@ -273,7 +367,9 @@ async fn cancelled_style_deletes_like_vanish() {
     )
     .await;
     let u = env.users[0].clone();
-    let ids: Vec<String> = (0..5).map(|i| env.sim.create_meeting(&u.id, spec(&format!("c{i}"), i + 1))).collect();
+    let ids: Vec<String> = (0..5)
+        .map(|i| env.sim.create_meeting(&u.id, spec(&format!("c{i}"), i + 1)))
+        .collect();
     assert_eq!(env.sync().await.totals(), (5, 0, 0));
     env.sim.delete_meeting(&ids[4]);
     let r = env.sync().await;
@@ -287,7 +383,8 @@ async fn local_edit_is_kept_when_the_platform_changes_the_meeting() {
     let u = env.users[0].clone();
     let id = env.sim.create_meeting(&u.id, spec("Original", 2));
     for i in 0..3 {
-        env.sim.create_meeting(&u.id, spec(&format!("other {i}"), 5));
+        env.sim
+            .create_meeting(&u.id, spec(&format!("other {i}"), 5));
     }
     assert!(env.sync().await.ok());
     let coll = collection_of(&env, &u);
@@ -295,12 +392,19 @@ async fn local_edit_is_kept_when_the_platform_changes_the_meeting() {
         .into_iter()
         .find(|f| std::fs::read_to_string(f).unwrap().contains("Original"))
         .unwrap();
-    let edited = std::fs::read_to_string(&file).unwrap().replace("SUMMARY:Original", "SUMMARY:Edited by me");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("SUMMARY:Original", "SUMMARY:Edited by me");
     std::fs::write(&file, &edited).unwrap();
-    env.sim.update_meeting(&id, |m| m.topic = "Changed on the platform".into());
+    env.sim
+        .update_meeting(&id, |m| m.topic = "Changed on the platform".into());
     let r = env.sync().await;
     assert!(r.render().contains("edited locally"), "{}", r.render());
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), edited, "the local edit was overwritten");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        edited,
+        "the local edit was overwritten"
+    );
     // and deleting it on the platform keeps the edited file too
     env.sim.delete_meeting(&id);
     let r = env.sync().await;
@@ -318,7 +422,8 @@ async fn meetings_ageing_out_of_the_platform_window_are_not_deleted() {
     env.sim.create_meeting(&u.id, old);
     let recent_id = env.sim.create_meeting(&u.id, spec("Ten days ago", -10));
     for i in 0..3 {
-        env.sim.create_meeting(&u.id, spec(&format!("future {i}"), 10 + i));
+        env.sim
+            .create_meeting(&u.id, spec(&format!("future {i}"), 10 + i));
     }
     // first sync as of 31 days ago: everything is inside the 30-day window
     let r = env.sync_with(opts(now - 31 * 86_400)).await;
@@ -330,7 +435,10 @@ async fn meetings_ageing_out_of_the_platform_window_are_not_deleted() {
     assert!(r.ok(), "{}", r.render());
     assert_eq!(r.totals(), (0, 0, 1), "{}", r.render());
     assert_eq!(org(&r, &u.email).aged_out, 1);
-    let all: String = ics_files(&collection_of(&env, &u)).iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    let all: String = ics_files(&collection_of(&env, &u))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     assert!(all.contains("Long ago"), "aged-out meeting must stay");
     assert!(!all.contains("Ten days ago"));
 }
@@ -343,8 +451,16 @@ async fn a_failing_organizer_does_not_stop_the_others() {
     let mut o = opts(now());
     o.concurrency = 1;
     let r = env.sync_with(o).await;
-    let failed = r.organizers.iter().filter(|o| o.outcome == Outcome::Failed).count();
-    let synced = r.organizers.iter().filter(|o| o.outcome == Outcome::Synced).count();
+    let failed = r
+        .organizers
+        .iter()
+        .filter(|o| o.outcome == Outcome::Failed)
+        .count();
+    let synced = r
+        .organizers
+        .iter()
+        .filter(|o| o.outcome == Outcome::Synced)
+        .count();
     // three organizers plus the account admin
     assert_eq!((failed, synced), (1, 3), "{}", r.render());
     assert!(r.organizers[0].error.as_ref().unwrap().contains("500"));
@@ -376,8 +492,33 @@ async fn crash_leftovers_are_adopted_not_duplicated() {
     let r = env.sync().await;
     assert!(r.ok(), "{}", r.render());
     let after = snapshot(&env.cal());
-    assert_eq!(files.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
     for (k, v) in &files {
         assert_eq!(v.0, after[k].0);
     }
+}
+
+#[tokio::test]
+async fn a_broken_component_is_skipped_and_reported_while_the_rest_syncs() {
+    let good = event("good-1", "fine");
+    let no_uid = "BEGIN:VEVENT\r\nDTSTART:20270105T100000Z\r\nSUMMARY:no uid\r\nEND:VEVENT\r\n".to_string();
+    let f = StaticFeed::new(&feed_of(&[good.clone(), no_uid, event("good-2", "fine too")])).await;
+    let r = f.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(r.totals(), (2, 0, 0));
+    assert_eq!(r.organizers[0].item_errors, 1);
+    assert!(r.render().contains("UID"), "{}", r.render());
+    assert_eq!(ics_files(&f.collection()).len(), 2);
+    // an HTML error page with status 200 fails the job and keeps the store
+    let before = snapshot(&f.collection());
+    f.set(200, "text/html", b"<!DOCTYPE html><html><body>Maintenance</body></html>");
+    let r = f.sync().await;
+    assert!(!r.ok());
+    assert!(r.render().contains("HTML"), "{}", r.render());
+    // the token in the feed path is redacted in the message
+    assert!(!r.render().contains("secret-feed-token-4242"), "{}", r.render());
+    assert_eq!(snapshot(&f.collection()), before);
 }

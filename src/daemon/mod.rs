@@ -1,0 +1,533 @@
+//! `meetsync run`: one long-running process for all pairs.
+//!
+//! The scheduler loop owns the per-pair schedule (cron + jitter + backoff),
+//! starts jobs (never two for one pair, at most `max_concurrent_jobs` at
+//! once), and reacts to signals: SIGHUP re-reads the config (a broken one is
+//! rejected and the old one keeps running), SIGTERM/SIGINT stop starting jobs,
+//! let the running ones finish their current organizer and commit, and exit 0.
+//! It tells systemd what it does (READY, STATUS, WATCHDOG from the loop
+//! itself, so a hung loop gets the service restarted).
+
+pub mod listener;
+pub mod notify;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::{self, Config, PairConfig};
+use crate::cycle::{self, JobOptions, Outcome, PairReport};
+use crate::metrics;
+use crate::state::State;
+use notify::Notifier;
+
+/// What the listener and the loop share.
+pub struct Shared {
+    /// Unix time of the last loop iteration (for /healthz).
+    pub last_tick: AtomicI64,
+    /// Per pair: since when it has been failing (None = last job ok or none yet).
+    pub failing_since: Mutex<BTreeMap<String, Option<i64>>>,
+    pub unhealthy_after: AtomicI64,
+    pub triggers: mpsc::UnboundedSender<String>,
+}
+
+impl Shared {
+    /// `Ok` or the reason the daemon is unhealthy.
+    pub fn health(&self, now: i64) -> Result<(), String> {
+        let tick = self.last_tick.load(Ordering::Relaxed);
+        if now - tick > 30 {
+            return Err(format!("the scheduler loop has not run for {} s", now - tick));
+        }
+        let f = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.unhealthy_after.load(Ordering::Relaxed);
+        if !f.is_empty() && f.values().all(|s| s.is_some_and(|t| now - t > limit)) {
+            return Err(format!("every pair has been failing for more than {limit} s"));
+        }
+        Ok(())
+    }
+
+    pub fn has_pair(&self, name: &str) -> bool {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+    }
+}
+
+struct PairSched {
+    cfg: PairConfig,
+    next: DateTime<Utc>,
+    running: bool,
+    failures: u32,
+    /// Triggered while running: run again right after.
+    again: bool,
+}
+
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    pairs: BTreeMap<String, PairSched>,
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    notifier: Notifier,
+    running: usize,
+    last_status: String,
+}
+
+fn schedule_next(cfg: &PairConfig, after: DateTime<Utc>, jitter_secs: u64) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    // croner keeps sub-second parts; schedules are on whole seconds
+    let after = after.trunc_subsecs(0);
+    let cron = match config::parse_schedule(&cfg.schedule) {
+        Ok(c) => c,
+        Err(_) => return after + chrono::Duration::minutes(15),
+    };
+    let next = match &cfg.schedule_timezone {
+        Some(tz) => cron
+            .find_next_occurrence(&after.with_timezone(tz), false)
+            .map(|d| d.with_timezone(&Utc)),
+        None => cron
+            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
+            .map(|d| d.with_timezone(&Utc)),
+    };
+    let next = next.unwrap_or(after + chrono::Duration::hours(1));
+    let jitter = if jitter_secs > 0 {
+        rand::random_range(0..=jitter_secs * 1000)
+    } else {
+        0
+    };
+    next + chrono::Duration::milliseconds(jitter as i64)
+}
+
+/// The delay before the next attempt after `failures` failed jobs in a row.
+pub fn backoff(failures: u32, base: u64, max: u64) -> Duration {
+    let exp = base.saturating_mul(1u64 << failures.saturating_sub(1).min(30));
+    Duration::from_secs(exp.min(max))
+}
+
+/// Run the daemon until SIGTERM/SIGINT. Returns the exit code.
+pub async fn run(config_path: &Path) -> i32 {
+    let config = match app::load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let state = match State::open(&config.state_dir) {
+        Ok(s) => Arc::new(Mutex::new(s)),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return app::EXIT_FAILED;
+        }
+    };
+    let (tx, mut triggers) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        last_tick: AtomicI64::new(Utc::now().timestamp()),
+        failing_since: Mutex::new(BTreeMap::new()),
+        unhealthy_after: AtomicI64::new(config.daemon.unhealthy_after_secs as i64),
+        triggers: tx,
+    });
+    let shutdown = CancellationToken::new();
+    if let Some(addr) = config.daemon.listen {
+        match listener::start(addr, shared.clone(), shutdown.clone()).await {
+            Ok(bound) => tracing::info!(%bound, "metrics, health and trigger listener started"),
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot start the listener");
+                eprintln!("error: cannot listen on {addr}: {e}");
+                return app::EXIT_FAILED;
+            }
+        }
+    }
+    let mut d = Daemon {
+        config_path: config_path.to_path_buf(),
+        config: config.clone(),
+        pairs: BTreeMap::new(),
+        state,
+        shared,
+        notifier: Notifier::from_env(),
+        running: 0,
+        last_status: String::new(),
+    };
+    d.apply_config(config);
+    let signals = Signals::new();
+    let Ok(mut signals) = signals else {
+        eprintln!("error: cannot install signal handlers");
+        return app::EXIT_FAILED;
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, PairReport)>();
+    let mut jobs = JoinSet::new();
+    d.notifier.send("READY=1");
+    d.status_line(None);
+    tracing::info!(pairs = d.pairs.len(), "meetsync daemon started");
+    let tick = Notifier::watchdog_interval()
+        .unwrap_or(Duration::from_secs(1))
+        .min(Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            Some(sig) = signals.next() => match sig {
+                Sig::Hup => d.reload(),
+                Sig::Term => break,
+                Sig::Usr1 => {
+                    let now = Utc::now();
+                    for p in d.pairs.values_mut() { p.next = now; }
+                }
+            },
+            Some(name) = triggers.recv() => d.trigger(&name),
+            Some((name, report)) = done_rx.recv() => d.finished(&name, report),
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+        }
+        let now = Utc::now();
+        d.shared.last_tick.store(now.timestamp(), Ordering::Relaxed);
+        metrics::global().set("meetsync_scheduler_last_tick_timestamp_seconds", &[], now.timestamp() as f64);
+        d.notifier.send("WATCHDOG=1");
+        d.start_due(now, &mut jobs, &done_tx, &shutdown);
+    }
+    tracing::info!(running = d.running, "stopping: no new jobs; waiting for running jobs to commit");
+    d.notifier.send("STOPPING=1");
+    d.notifier.send(&format!("STATUS=stopping, waiting for {} job(s)", d.running));
+    shutdown.cancel();
+    while d.running > 0 {
+        tokio::select! {
+            Some((name, report)) = done_rx.recv() => d.finished(&name, report),
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => d.notifier.send("WATCHDOG=1"),
+        }
+    }
+    while jobs.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    app::EXIT_OK
+}
+
+impl Daemon {
+    fn apply_config(&mut self, config: Config) {
+        let now = Utc::now();
+        let jitter = config.daemon.jitter_secs;
+        let mut names = BTreeMap::new();
+        for p in &config.pairs {
+            names.insert(p.name.clone(), ());
+            match self.pairs.get_mut(&p.name) {
+                Some(s) => {
+                    let schedule_changed = s.cfg.schedule != p.schedule || s.cfg.schedule_timezone != p.schedule_timezone;
+                    s.cfg = p.clone();
+                    if schedule_changed {
+                        s.next = schedule_next(p, now, jitter);
+                    }
+                }
+                None => {
+                    // a new pair syncs right away, then follows its schedule
+                    self.pairs.insert(
+                        p.name.clone(),
+                        PairSched {
+                            cfg: p.clone(),
+                            next: now,
+                            running: false,
+                            failures: 0,
+                            again: false,
+                        },
+                    );
+                }
+            }
+        }
+        self.pairs.retain(|name, s| {
+            let keep = names.contains_key(name);
+            if !keep && s.running {
+                tracing::info!(pair = %name, "pair removed from the config; its running job finishes");
+            }
+            keep
+        });
+        {
+            let mut f = self.shared.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+            f.retain(|k, _| names.contains_key(k));
+            for k in names.keys() {
+                f.entry(k.clone()).or_insert(None);
+            }
+        }
+        if config.daemon.listen != self.config.daemon.listen {
+            tracing::warn!("a new `listen` address takes effect after a restart");
+        }
+        if config.state_dir != self.config.state_dir {
+            tracing::warn!("a new `state_dir` takes effect after a restart");
+        }
+        self.shared
+            .unhealthy_after
+            .store(config.daemon.unhealthy_after_secs as i64, Ordering::Relaxed);
+        metrics::global().set("meetsync_pairs", &[], self.pairs.len() as f64);
+        self.config = config;
+        self.persist_schedule();
+    }
+
+    fn reload(&mut self) {
+        self.notifier.send("RELOADING=1");
+        match config::load(&self.config_path) {
+            Ok(c) => {
+                let before: Vec<String> = self.pairs.keys().cloned().collect();
+                self.apply_config(c);
+                let after: Vec<String> = self.pairs.keys().cloned().collect();
+                tracing::info!(before = ?before, after = ?after, "configuration reloaded");
+            }
+            Err(e) => {
+                tracing::error!(
+                    "the new configuration is invalid and was rejected; the previous one keeps running:\n{e}"
+                );
+            }
+        }
+        self.notifier.send("READY=1");
+        self.status_line(None);
+    }
+
+    fn trigger(&mut self, name: &str) {
+        if let Some(p) = self.pairs.get_mut(name) {
+            tracing::info!(pair = %name, "sync triggered");
+            if p.running {
+                p.again = true;
+            } else {
+                p.next = Utc::now();
+            }
+        }
+    }
+
+    fn start_due(
+        &mut self,
+        now: DateTime<Utc>,
+        jobs: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<(String, PairReport)>,
+        shutdown: &CancellationToken,
+    ) {
+        let max = self.config.daemon.max_concurrent_jobs;
+        let mut due: Vec<(DateTime<Utc>, String)> = self
+            .pairs
+            .iter()
+            .filter(|(_, p)| !p.running && p.next <= now)
+            .map(|(n, p)| (p.next, n.clone()))
+            .collect();
+        due.sort();
+        for (_, name) in due {
+            if self.running >= max {
+                break;
+            }
+            let Some(p) = self.pairs.get_mut(&name) else { continue };
+            p.running = true;
+            self.running += 1;
+            metrics::global().set("meetsync_jobs_running", &[], self.running as f64);
+            let cfg = p.cfg.clone();
+            let state = self.state.clone();
+            let done = done.clone();
+            let mut opts = JobOptions::new(now.timestamp());
+            opts.cancel = Some(shutdown.clone());
+            tracing::info!(pair = %name, "sync started");
+            jobs.spawn(async move {
+                let report = cycle::sync_pair(&cfg, state, &opts).await;
+                let _ = done.send((cfg.name.clone(), report));
+            });
+        }
+    }
+
+    fn finished(&mut self, name: &str, report: PairReport) {
+        self.running = self.running.saturating_sub(1);
+        let m = metrics::global();
+        m.set("meetsync_jobs_running", &[], self.running as f64);
+        record_metrics(&report);
+        let now = Utc::now();
+        let ok = report.ok();
+        if ok {
+            tracing::info!(pair = %name, summary = %report.summary(), "sync finished");
+        } else {
+            tracing::error!(pair = %name, summary = %report.summary(), "sync failed");
+            for o in report.organizers.iter().filter(|o| o.error.is_some()) {
+                tracing::error!(pair = %name, organizer = %o.organizer, error = %o.error.as_deref().unwrap_or(""), "organizer failed");
+            }
+        }
+        {
+            let mut f = self.shared.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = f.get_mut(name) {
+                *slot = if ok { None } else { Some(slot.unwrap_or(now.timestamp())) };
+            }
+        }
+        let (jitter, base, max) = (
+            self.config.daemon.jitter_secs,
+            self.config.daemon.backoff_base_secs,
+            self.config.daemon.backoff_max_secs,
+        );
+        if let Some(p) = self.pairs.get_mut(name) {
+            p.running = false;
+            let cron_next = schedule_next(&p.cfg, now, jitter);
+            if ok {
+                p.failures = 0;
+                p.next = cron_next;
+            } else {
+                p.failures += 1;
+                let delay = backoff(p.failures, base, max);
+                let retry_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                p.next = cron_next.max(retry_at);
+                tracing::warn!(pair = %name, failures = p.failures, next = %p.next, "backing off");
+            }
+            if p.again {
+                p.again = false;
+                p.next = now;
+            }
+        }
+        self.persist_schedule();
+        self.status_line(Some((name, &report)));
+    }
+
+    fn persist_schedule(&self) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, p) in &self.pairs {
+            if let Err(e) = st.set_schedule(name, p.next.timestamp(), p.failures) {
+                tracing::warn!(error = %e, "cannot record the schedule");
+                break;
+            }
+        }
+    }
+
+    fn status_line(&mut self, last: Option<(&str, &PairReport)>) {
+        let next = self
+            .pairs
+            .iter()
+            .filter(|(_, p)| !p.running)
+            .min_by_key(|(_, p)| p.next)
+            .map(|(n, p)| format!("next {n} at {}", p.next.with_timezone(&chrono::Local).format("%H:%M:%S")))
+            .unwrap_or_else(|| "nothing scheduled".into());
+        let failing = self
+            .pairs
+            .values()
+            .filter(|p| p.failures > 0)
+            .count();
+        let mut s = format!("{} pair(s), {} running, {failing} failing; {next}", self.pairs.len(), self.running);
+        if let Some((name, r)) = last {
+            s = format!("{name}: {}; {s}", r.summary());
+        } else if !self.last_status.is_empty() {
+            return self.notifier.send(&format!("STATUS={}", self.last_status));
+        }
+        self.last_status = s.clone();
+        self.notifier.send(&format!("STATUS={s}"));
+    }
+}
+
+fn record_metrics(r: &PairReport) {
+    let m = metrics::global();
+    let pair = r.pair.as_str();
+    let ok = r.ok();
+    m.inc("meetsync_jobs_total", &[("pair", pair), ("result", if ok { "ok" } else { "failed" })], 1.0);
+    m.observe("meetsync_job_duration_seconds", &[("pair", pair)], r.seconds);
+    if ok {
+        m.set("meetsync_last_success_timestamp_seconds", &[("pair", pair)], Utc::now().timestamp() as f64);
+    }
+    let (a, c, d) = r.totals();
+    for (action, n) in [("added", a), ("changed", c), ("deleted", d)] {
+        m.inc("meetsync_items_total", &[("pair", pair), ("action", action)], n as f64);
+    }
+    if r.error.is_some() {
+        m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "pair")], 1.0);
+    }
+    for o in &r.organizers {
+        let result = match o.outcome {
+            Outcome::NotModified => "not_modified",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Synced => "changed",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => continue,
+        };
+        m.inc("meetsync_feed_fetches_total", &[("pair", pair), ("result", result)], 1.0);
+        match o.outcome {
+            Outcome::Failed => m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "organizer")], 1.0),
+            Outcome::Refused => m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "refused")], 1.0),
+            _ => {}
+        }
+        if o.item_errors > 0 {
+            m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "item")], o.item_errors as f64);
+        }
+        if o.conflicts > 0 {
+            m.inc("meetsync_conflicts_total", &[("pair", pair)], o.conflicts as f64);
+        }
+    }
+    let total: f64 = ["not_modified", "unchanged", "changed", "refused", "failed"]
+        .iter()
+        .map(|r| m.counter("meetsync_feed_fetches_total", &[("pair", pair), ("result", r)]))
+        .sum();
+    if total > 0.0 {
+        let nm = m.counter("meetsync_feed_fetches_total", &[("pair", pair), ("result", "not_modified")]);
+        m.set("meetsync_feed_not_modified_ratio", &[("pair", pair)], nm / total);
+    }
+}
+
+enum Sig {
+    Hup,
+    Term,
+    Usr1,
+}
+
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    async fn next(&mut self) -> Option<Sig> {
+        tokio::select! {
+            _ = self.hup.recv() => Some(Sig::Hup),
+            _ = self.term.recv() => Some(Sig::Term),
+            _ = self.int.recv() => Some(Sig::Term),
+            _ = self.usr1.recv() => Some(Sig::Usr1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_land_on_whole_seconds_and_minutes() {
+        let mut cfg = crate::config::parse(
+            "[[pair]]\nname = \"p\"\nschedule = \"*/15 * * * *\"\nschedule_timezone = \"UTC\"\n[pair.platform]\nbase_url = \"http://h\"\napi_key_env = \"K\"\naccount_id = \"a\"\n[pair.store]\npath = \"/x\"\n",
+            Path::new("/t.toml"),
+        )
+        .unwrap()
+        .pairs
+        .remove(0);
+        let t = DateTime::parse_from_rfc3339("2026-01-01T10:00:00.512Z").unwrap().with_timezone(&Utc);
+        assert_eq!(schedule_next(&cfg, t, 0).to_rfc3339(), "2026-01-01T10:15:00+00:00");
+        cfg.schedule = "* * * * * *".into();
+        assert_eq!(schedule_next(&cfg, t, 0).to_rfc3339(), "2026-01-01T10:00:01+00:00");
+        cfg.schedule = "0 9 * * *".into();
+        cfg.schedule_timezone = Some(chrono_tz::Europe::Zurich);
+        // 09:00 in Zurich is 08:00 UTC in winter
+        assert_eq!(schedule_next(&cfg, t, 0).to_rfc3339(), "2026-01-02T08:00:00+00:00");
+        let j = schedule_next(&cfg, t, 30);
+        assert!(j >= schedule_next(&cfg, t, 0) && j <= schedule_next(&cfg, t, 0) + chrono::Duration::seconds(30));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1, 60, 3600), Duration::from_secs(60));
+        assert_eq!(backoff(2, 60, 3600), Duration::from_secs(120));
+        assert_eq!(backoff(4, 60, 3600), Duration::from_secs(480));
+        assert_eq!(backoff(20, 60, 3600), Duration::from_secs(3600));
+        assert_eq!(backoff(200, 60, 3600), Duration::from_secs(3600));
+    }
+}
+
