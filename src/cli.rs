@@ -51,10 +51,12 @@ gone); --force-delete lets one run through."
     )]
     Sync(SyncArgs),
     /// Run as a daemon: every pair on its schedule, until SIGTERM
-    #[command(after_help = "Signals: SIGHUP re-reads the config (a broken one is rejected, the old one keeps running); \
+    #[command(
+        after_help = "Signals: SIGHUP re-reads the config (a broken one is rejected, the old one keeps running); \
 SIGTERM/SIGINT stop starting jobs, let running ones commit, exit 0; SIGUSR1 syncs every pair now.\n\
 With [daemon] listen = \"127.0.0.1:9187\": GET /metrics, GET /healthz, POST /trigger/{pair}.\n\
-Under systemd (Type=notify) it sends READY=1, STATUS=… after each job and WATCHDOG=1 from the scheduler loop.")]
+Under systemd (Type=notify) it sends READY=1, STATUS=… after each job and WATCHDOG=1 from the scheduler loop."
+    )]
     Run,
     /// Validate the config file: every problem with file:line:column and a hint
     CheckConfig,

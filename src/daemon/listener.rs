@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 
-pub async fn start(addr: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn start(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     if !addr.ip().is_loopback() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -38,7 +42,10 @@ pub async fn start(addr: SocketAddr, shared: Arc<Shared>, shutdown: Cancellation
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::global().render(),
     )
 }
@@ -46,7 +53,10 @@ async fn metrics() -> impl IntoResponse {
 async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     match s.health(chrono::Utc::now().timestamp()) {
         Ok(()) => (StatusCode::OK, "ok\n".to_string()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        ),
     }
 }
 

@@ -44,12 +44,17 @@ impl Shared {
     pub fn health(&self, now: i64) -> Result<(), String> {
         let tick = self.last_tick.load(Ordering::Relaxed);
         if now - tick > 30 {
-            return Err(format!("the scheduler loop has not run for {} s", now - tick));
+            return Err(format!(
+                "the scheduler loop has not run for {} s",
+                now - tick
+            ));
         }
         let f = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
         let limit = self.unhealthy_after.load(Ordering::Relaxed);
         if !f.is_empty() && f.values().all(|s| s.is_some_and(|t| now - t > limit)) {
-            return Err(format!("every pair has been failing for more than {limit} s"));
+            return Err(format!(
+                "every pair has been failing for more than {limit} s"
+            ));
         }
         Ok(())
     }
@@ -188,13 +193,23 @@ pub async fn run(config_path: &Path) -> i32 {
         }
         let now = Utc::now();
         d.shared.last_tick.store(now.timestamp(), Ordering::Relaxed);
-        metrics::global().set("meetsync_scheduler_last_tick_timestamp_seconds", &[], now.timestamp() as f64);
+        metrics::global().set(
+            "meetsync_scheduler_last_tick_timestamp_seconds",
+            &[],
+            now.timestamp() as f64,
+        );
         d.notifier.send("WATCHDOG=1");
         d.start_due(now, &mut jobs, &done_tx, &shutdown);
     }
-    tracing::info!(running = d.running, "stopping: no new jobs; waiting for running jobs to commit");
+    tracing::info!(
+        running = d.running,
+        "stopping: no new jobs; waiting for running jobs to commit"
+    );
     d.notifier.send("STOPPING=1");
-    d.notifier.send(&format!("STATUS=stopping, waiting for {} job(s)", d.running));
+    d.notifier.send(&format!(
+        "STATUS=stopping, waiting for {} job(s)",
+        d.running
+    ));
     shutdown.cancel();
     while d.running > 0 {
         tokio::select! {
@@ -217,7 +232,8 @@ impl Daemon {
             names.insert(p.name.clone(), ());
             match self.pairs.get_mut(&p.name) {
                 Some(s) => {
-                    let schedule_changed = s.cfg.schedule != p.schedule || s.cfg.schedule_timezone != p.schedule_timezone;
+                    let schedule_changed = s.cfg.schedule != p.schedule
+                        || s.cfg.schedule_timezone != p.schedule_timezone;
                     s.cfg = p.clone();
                     if schedule_changed {
                         s.next = schedule_next(p, now, jitter);
@@ -246,7 +262,11 @@ impl Daemon {
             keep
         });
         {
-            let mut f = self.shared.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self
+                .shared
+                .failing_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             f.retain(|k, _| names.contains_key(k));
             for k in names.keys() {
                 f.entry(k.clone()).or_insert(None);
@@ -315,7 +335,9 @@ impl Daemon {
             if self.running >= max {
                 break;
             }
-            let Some(p) = self.pairs.get_mut(&name) else { continue };
+            let Some(p) = self.pairs.get_mut(&name) else {
+                continue;
+            };
             p.running = true;
             self.running += 1;
             metrics::global().set("meetsync_jobs_running", &[], self.running as f64);
@@ -348,9 +370,17 @@ impl Daemon {
             }
         }
         {
-            let mut f = self.shared.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self
+                .shared
+                .failing_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(slot) = f.get_mut(name) {
-                *slot = if ok { None } else { Some(slot.unwrap_or(now.timestamp())) };
+                *slot = if ok {
+                    None
+                } else {
+                    Some(slot.unwrap_or(now.timestamp()))
+                };
             }
         }
         let (jitter, base, max) = (
@@ -396,14 +426,19 @@ impl Daemon {
             .iter()
             .filter(|(_, p)| !p.running)
             .min_by_key(|(_, p)| p.next)
-            .map(|(n, p)| format!("next {n} at {}", p.next.with_timezone(&chrono::Local).format("%H:%M:%S")))
+            .map(|(n, p)| {
+                format!(
+                    "next {n} at {}",
+                    p.next.with_timezone(&chrono::Local).format("%H:%M:%S")
+                )
+            })
             .unwrap_or_else(|| "nothing scheduled".into());
-        let failing = self
-            .pairs
-            .values()
-            .filter(|p| p.failures > 0)
-            .count();
-        let mut s = format!("{} pair(s), {} running, {failing} failing; {next}", self.pairs.len(), self.running);
+        let failing = self.pairs.values().filter(|p| p.failures > 0).count();
+        let mut s = format!(
+            "{} pair(s), {} running, {failing} failing; {next}",
+            self.pairs.len(),
+            self.running
+        );
         if let Some((name, r)) = last {
             s = format!("{name}: {}; {s}", r.summary());
         } else if !self.last_status.is_empty() {
@@ -418,17 +453,37 @@ fn record_metrics(r: &PairReport) {
     let m = metrics::global();
     let pair = r.pair.as_str();
     let ok = r.ok();
-    m.inc("meetsync_jobs_total", &[("pair", pair), ("result", if ok { "ok" } else { "failed" })], 1.0);
-    m.observe("meetsync_job_duration_seconds", &[("pair", pair)], r.seconds);
+    m.inc(
+        "meetsync_jobs_total",
+        &[("pair", pair), ("result", if ok { "ok" } else { "failed" })],
+        1.0,
+    );
+    m.observe(
+        "meetsync_job_duration_seconds",
+        &[("pair", pair)],
+        r.seconds,
+    );
     if ok {
-        m.set("meetsync_last_success_timestamp_seconds", &[("pair", pair)], Utc::now().timestamp() as f64);
+        m.set(
+            "meetsync_last_success_timestamp_seconds",
+            &[("pair", pair)],
+            Utc::now().timestamp() as f64,
+        );
     }
     let (a, c, d) = r.totals();
     for (action, n) in [("added", a), ("changed", c), ("deleted", d)] {
-        m.inc("meetsync_items_total", &[("pair", pair), ("action", action)], n as f64);
+        m.inc(
+            "meetsync_items_total",
+            &[("pair", pair), ("action", action)],
+            n as f64,
+        );
     }
     if r.error.is_some() {
-        m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "pair")], 1.0);
+        m.inc(
+            "meetsync_errors_total",
+            &[("pair", pair), ("kind", "pair")],
+            1.0,
+        );
     }
     for o in &r.organizers {
         let result = match o.outcome {
@@ -439,26 +494,58 @@ fn record_metrics(r: &PairReport) {
             Outcome::Failed => "failed",
             Outcome::Cancelled => continue,
         };
-        m.inc("meetsync_feed_fetches_total", &[("pair", pair), ("result", result)], 1.0);
+        m.inc(
+            "meetsync_feed_fetches_total",
+            &[("pair", pair), ("result", result)],
+            1.0,
+        );
         match o.outcome {
-            Outcome::Failed => m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "organizer")], 1.0),
-            Outcome::Refused => m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "refused")], 1.0),
+            Outcome::Failed => m.inc(
+                "meetsync_errors_total",
+                &[("pair", pair), ("kind", "organizer")],
+                1.0,
+            ),
+            Outcome::Refused => m.inc(
+                "meetsync_errors_total",
+                &[("pair", pair), ("kind", "refused")],
+                1.0,
+            ),
             _ => {}
         }
         if o.item_errors > 0 {
-            m.inc("meetsync_errors_total", &[("pair", pair), ("kind", "item")], o.item_errors as f64);
+            m.inc(
+                "meetsync_errors_total",
+                &[("pair", pair), ("kind", "item")],
+                o.item_errors as f64,
+            );
         }
         if o.conflicts > 0 {
-            m.inc("meetsync_conflicts_total", &[("pair", pair)], o.conflicts as f64);
+            m.inc(
+                "meetsync_conflicts_total",
+                &[("pair", pair)],
+                o.conflicts as f64,
+            );
         }
     }
     let total: f64 = ["not_modified", "unchanged", "changed", "refused", "failed"]
         .iter()
-        .map(|r| m.counter("meetsync_feed_fetches_total", &[("pair", pair), ("result", r)]))
+        .map(|r| {
+            m.counter(
+                "meetsync_feed_fetches_total",
+                &[("pair", pair), ("result", r)],
+            )
+        })
         .sum();
     if total > 0.0 {
-        let nm = m.counter("meetsync_feed_fetches_total", &[("pair", pair), ("result", "not_modified")]);
-        m.set("meetsync_feed_not_modified_ratio", &[("pair", pair)], nm / total);
+        let nm = m.counter(
+            "meetsync_feed_fetches_total",
+            &[("pair", pair), ("result", "not_modified")],
+        );
+        m.set(
+            "meetsync_feed_not_modified_ratio",
+            &[("pair", pair)],
+            nm / total,
+        );
     }
 }
 
@@ -509,16 +596,30 @@ mod tests {
         .unwrap()
         .pairs
         .remove(0);
-        let t = DateTime::parse_from_rfc3339("2026-01-01T10:00:00.512Z").unwrap().with_timezone(&Utc);
-        assert_eq!(schedule_next(&cfg, t, 0).to_rfc3339(), "2026-01-01T10:15:00+00:00");
+        let t = DateTime::parse_from_rfc3339("2026-01-01T10:00:00.512Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            schedule_next(&cfg, t, 0).to_rfc3339(),
+            "2026-01-01T10:15:00+00:00"
+        );
         cfg.schedule = "* * * * * *".into();
-        assert_eq!(schedule_next(&cfg, t, 0).to_rfc3339(), "2026-01-01T10:00:01+00:00");
+        assert_eq!(
+            schedule_next(&cfg, t, 0).to_rfc3339(),
+            "2026-01-01T10:00:01+00:00"
+        );
         cfg.schedule = "0 9 * * *".into();
         cfg.schedule_timezone = Some(chrono_tz::Europe::Zurich);
         // 09:00 in Zurich is 08:00 UTC in winter
-        assert_eq!(schedule_next(&cfg, t, 0).to_rfc3339(), "2026-01-02T08:00:00+00:00");
+        assert_eq!(
+            schedule_next(&cfg, t, 0).to_rfc3339(),
+            "2026-01-02T08:00:00+00:00"
+        );
         let j = schedule_next(&cfg, t, 30);
-        assert!(j >= schedule_next(&cfg, t, 0) && j <= schedule_next(&cfg, t, 0) + chrono::Duration::seconds(30));
+        assert!(
+            j >= schedule_next(&cfg, t, 0)
+                && j <= schedule_next(&cfg, t, 0) + chrono::Duration::seconds(30)
+        );
     }
 
     #[test]
@@ -530,4 +631,3 @@ mod tests {
         assert_eq!(backoff(200, 60, 3600), Duration::from_secs(3600));
     }
 }
-

@@ -61,5 +61,8 @@ fn send_abstract(sock: &UnixDatagram, name: &str, msg: &str) -> std::io::Result<
 
 #[cfg(not(target_os = "linux"))]
 fn send_abstract(_sock: &UnixDatagram, _name: &str, _msg: &str) -> std::io::Result<()> {
-    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "abstract sockets"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "abstract sockets",
+    ))
 }

@@ -222,17 +222,15 @@ impl StaticFeed {
         let app = axum::Router::new()
             .route(
                 "/feeds/{token}",
-                axum::routing::get(
-                    |AxState(s): AxState<FeedReply>| async move {
-                        let (status, ct, body) = s.lock().unwrap().clone();
-                        (
-                            axum::http::StatusCode::from_u16(status).unwrap(),
-                            [(axum::http::header::CONTENT_TYPE, ct)],
-                            body,
-                        )
-                            .into_response()
-                    },
-                ),
+                axum::routing::get(|AxState(s): AxState<FeedReply>| async move {
+                    let (status, ct, body) = s.lock().unwrap().clone();
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONTENT_TYPE, ct)],
+                        body,
+                    )
+                        .into_response()
+                }),
             )
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

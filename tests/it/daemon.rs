@@ -20,7 +20,11 @@ struct Daemon {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Daemon {
@@ -28,7 +32,9 @@ impl Daemon {
         let sock_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let notify = UnixDatagram::bind(&sock_path).unwrap();
-        notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let sink = messages.clone();
         std::thread::spawn(move || {
@@ -36,7 +42,9 @@ impl Daemon {
             // ends when the test drops its Daemon (Arc count falls to 1)
             while Arc::strong_count(&sink) > 1 {
                 if let Ok(n) = notify.recv(&mut buf) {
-                    sink.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).to_string());
+                    sink.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).to_string());
                 }
             }
         });
@@ -63,7 +71,13 @@ impl Daemon {
     fn wait_message(&mut self, prefix: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.messages.lock().unwrap().iter().any(|m| m.starts_with(prefix)) {
+            if self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m.starts_with(prefix))
+            {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -79,7 +93,10 @@ impl Daemon {
 
     fn stderr(&self) -> String {
         let mut s = String::new();
-        std::fs::File::open(&self.stderr_path).unwrap().read_to_string(&mut s).unwrap();
+        std::fs::File::open(&self.stderr_path)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
         s
     }
 
@@ -98,7 +115,9 @@ impl Daemon {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port)).await.unwrap();
+        let r = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
@@ -121,7 +140,11 @@ impl Drop for Daemon {
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
 
 /// Value of one sample line of a Prometheus text page.
@@ -144,13 +167,18 @@ async fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn daemon_section(port: u16, backoff: u64) -> String {
-    format!("[daemon]\njitter_secs = 0\nbackoff_base_secs = {backoff}\nlisten = \"127.0.0.1:{port}\"\n")
+    format!(
+        "[daemon]\njitter_secs = 0\nbackoff_base_secs = {backoff}\nlisten = \"127.0.0.1:{port}\"\n"
+    )
 }
 
 /// Add a `[daemon]` table and set the pair's schedule.
 fn write_daemon_config(env: &Env, daemon: &str, schedule: &str) {
     let text = std::fs::read_to_string(&env.config_path).unwrap();
-    let text = text.replace("name = \"work\"\n", &format!("name = \"work\"\nschedule = \"{schedule}\"\n"));
+    let text = text.replace(
+        "name = \"work\"\n",
+        &format!("name = \"work\"\nschedule = \"{schedule}\"\n"),
+    );
     std::fs::write(&env.config_path, format!("{text}\n{daemon}")).unwrap();
 }
 
@@ -160,23 +188,75 @@ async fn daemon_syncs_on_schedule_notifies_systemd_and_serves_metrics() {
     let port = free_port();
     write_daemon_config(&env, &daemon_section(port, 60), "* * * * * *");
     let mut d = Daemon::start(&env.config_path, env.dir.path(), port);
-    assert!(d.wait_message("READY=1", Duration::from_secs(15)), "no READY=1: {}", d.stderr());
+    assert!(
+        d.wait_message("READY=1", Duration::from_secs(15)),
+        "no READY=1: {}",
+        d.stderr()
+    );
     let sim = env.sim.clone();
-    assert!(poll_until(Duration::from_secs(20), || sim.counters().requests_to(Route::Feed) >= 6).await, "{}", d.stderr());
-    assert!(d.wait_message("STATUS=work: 2 organizers", Duration::from_secs(5)), "{:?}", d.messages);
+    assert!(
+        poll_until(Duration::from_secs(20), || sim
+            .counters()
+            .requests_to(Route::Feed)
+            >= 6)
+        .await,
+        "{}",
+        d.stderr()
+    );
+    assert!(
+        d.wait_message("STATUS=work: 2 organizers", Duration::from_secs(5)),
+        "{:?}",
+        d.messages
+    );
     assert!(d.wait_message("WATCHDOG=1", Duration::from_secs(5)));
     let c = env.sim.counters();
-    assert!(c.feed_304 >= 2, "scheduled resyncs use conditional GETs: {c:?}");
+    assert!(
+        c.feed_304 >= 2,
+        "scheduled resyncs use conditional GETs: {c:?}"
+    );
     // the first scheduled run wrote the calendar
     assert!(!ics_files(&collection_of(&env, &env.users[0])).is_empty());
     let (st, text) = d.get("/metrics").await;
     assert_eq!(st, 200);
-    assert!(metric(&text, "meetsync_jobs_total{pair=\"work\",result=\"ok\"}").unwrap() >= 2.0, "{text}");
-    assert!(metric(&text, "meetsync_http_requests_total{pair=\"work\",status=\"304\"}").unwrap() >= 1.0, "{text}");
-    assert!(metric(&text, "meetsync_feed_not_modified_ratio{pair=\"work\"}").unwrap() > 0.0, "{text}");
-    assert!(metric(&text, "meetsync_items_total{pair=\"work\",action=\"added\"}").unwrap() >= 1.0, "{text}");
-    assert!(metric(&text, "meetsync_last_success_timestamp_seconds{pair=\"work\"}").unwrap() > 1.7e9, "{text}");
-    assert!(text.contains("meetsync_job_duration_seconds_count{pair=\"work\"}"), "{text}");
+    assert!(
+        metric(&text, "meetsync_jobs_total{pair=\"work\",result=\"ok\"}").unwrap() >= 2.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "meetsync_http_requests_total{pair=\"work\",status=\"304\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "meetsync_feed_not_modified_ratio{pair=\"work\"}").unwrap() > 0.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "meetsync_items_total{pair=\"work\",action=\"added\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "meetsync_last_success_timestamp_seconds{pair=\"work\"}"
+        )
+        .unwrap()
+            > 1.7e9,
+        "{text}"
+    );
+    assert!(
+        text.contains("meetsync_job_duration_seconds_count{pair=\"work\"}"),
+        "{text}"
+    );
     assert!(!text.contains(API_KEY) && !text.contains(&env.users[0].ics_token));
     assert_eq!(d.get("/healthz").await.0, 200);
     assert_eq!(d.post("/trigger/work").await, 202);
@@ -188,9 +268,15 @@ async fn daemon_syncs_on_schedule_notifies_systemd_and_serves_metrics() {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("last run:") && s.contains(" ok ") && s.contains("next run:"), "{s}");
+    assert!(
+        s.contains("last run:") && s.contains(" ok ") && s.contains("next run:"),
+        "{s}"
+    );
     let log = d.stderr();
-    assert!(!log.contains(API_KEY) && !log.contains(&env.users[0].ics_token), "secret in the log");
+    assert!(
+        !log.contains(API_KEY) && !log.contains(&env.users[0].ics_token),
+        "secret in the log"
+    );
     assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
 }
 
@@ -222,13 +308,25 @@ async fn sighup_adds_a_pair_and_a_broken_config_is_rejected() {
     std::fs::write(&env.config_path, "[[pair]\nname = ").unwrap();
     d.signal(libc::SIGHUP);
     let sim = env.sim.clone();
-    assert!(poll_until(Duration::from_secs(10), || d.stderr().contains("rejected")).await, "{}", d.stderr());
+    assert!(
+        poll_until(Duration::from_secs(10), || d.stderr().contains("rejected")).await,
+        "{}",
+        d.stderr()
+    );
     let before = sim.counters().requests_to(Route::Feed);
     assert!(
-        poll_until(Duration::from_secs(10), || sim.counters().requests_to(Route::Feed) >= before + 4).await,
+        poll_until(Duration::from_secs(10), || sim
+            .counters()
+            .requests_to(Route::Feed)
+            >= before + 4)
+        .await,
         "the old config stopped syncing"
     );
-    assert!(d.stderr().contains("meetsync.toml:1:"), "the rejection names the position: {}", d.stderr());
+    assert!(
+        d.stderr().contains("meetsync.toml:1:"),
+        "the rejection names the position: {}",
+        d.stderr()
+    );
     assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
 }
 
@@ -238,31 +336,67 @@ async fn sigterm_during_a_sync_exits_0_and_the_next_run_finishes_the_job() {
     let port = free_port();
     write_daemon_config(&env, &daemon_section(port, 60), "0 0 1 1 *");
     // every feed answers slowly: 4 organizers in flight, 3 not yet started
-    env.sim.inject_fault(Route::Feed, Fault::Delay(Duration::from_secs(2)), 100);
+    env.sim
+        .inject_fault(Route::Feed, Fault::Delay(Duration::from_secs(2)), 100);
     let mut d = Daemon::start(&env.config_path, env.dir.path(), port);
     assert!(d.wait_message("READY=1", Duration::from_secs(15)));
     let sim = env.sim.clone();
-    assert!(poll_until(Duration::from_secs(10), || sim.counters().requests_to(Route::Feed) >= 4).await);
+    assert!(
+        poll_until(Duration::from_secs(10), || sim
+            .counters()
+            .requests_to(Route::Feed)
+            >= 4)
+        .await
+    );
     let t = Instant::now();
-    assert_eq!(d.stop(Duration::from_secs(20)), Some(0), "exit 0 on SIGTERM");
+    assert_eq!(
+        d.stop(Duration::from_secs(20)),
+        Some(0),
+        "exit 0 on SIGTERM"
+    );
     assert!(t.elapsed() < Duration::from_secs(10));
     // the in-flight organizers committed; the rest were not started
-    let synced_after_stop: usize = env.users.iter().filter(|u| !ics_files(&collection_of(&env, u)).is_empty()).count();
-    assert!(synced_after_stop < env.users.len(), "all organizers ran; the test did not interrupt anything");
+    let synced_after_stop: usize = env
+        .users
+        .iter()
+        .filter(|u| !ics_files(&collection_of(&env, u)).is_empty())
+        .count();
+    assert!(
+        synced_after_stop < env.users.len(),
+        "all organizers ran; the test did not interrupt anything"
+    );
     env.sim.clear_faults();
     let r = env.sync().await;
     assert!(r.ok(), "{}", r.render());
-    assert!(r.organizers.iter().any(|o| o.outcome == meetsync::cycle::Outcome::NotModified), "{}", r.render());
-    assert!(r.totals().0 > 0, "the next run finishes the job: {}", r.render());
+    assert!(
+        r.organizers
+            .iter()
+            .any(|o| o.outcome == meetsync::cycle::Outcome::NotModified),
+        "{}",
+        r.render()
+    );
+    assert!(
+        r.totals().0 > 0,
+        "the next run finishes the job: {}",
+        r.render()
+    );
     // and every organizer's calendar is complete, each UID once
     for u in &env.users {
         let files = ics_files(&collection_of(&env, u));
-        let mut uids: Vec<String> = files.iter().flat_map(|f| master_uids(&std::fs::read(f).unwrap())).collect();
+        let mut uids: Vec<String> = files
+            .iter()
+            .flat_map(|f| master_uids(&std::fs::read(f).unwrap()))
+            .collect();
         let n = uids.len();
         uids.dedup();
         assert_eq!(uids.len(), n);
     }
-    assert!(env.sync().await.organizers.iter().all(|o| o.outcome == meetsync::cycle::Outcome::NotModified));
+    assert!(env
+        .sync()
+        .await
+        .organizers
+        .iter()
+        .all(|o| o.outcome == meetsync::cycle::Outcome::NotModified));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -281,15 +415,31 @@ async fn a_failing_pair_backs_off_while_another_keeps_syncing() {
     tokio::time::sleep(Duration::from_secs(9)).await;
     let (_, text) = d.get("/metrics").await;
     let good_ok = metric(&text, "meetsync_jobs_total{pair=\"work\",result=\"ok\"}").unwrap_or(0.0);
-    let bad_failed = metric(&text, "meetsync_jobs_total{pair=\"bad\",result=\"failed\"}").unwrap_or(0.0);
-    assert!(good_ok >= 5.0, "the healthy pair kept its schedule: {good_ok}\n{text}");
-    assert!((1.0..=2.0).contains(&bad_failed), "the failing pair backed off: {bad_failed}\n{text}");
-    assert!(metric(&text, "meetsync_errors_total{pair=\"bad\",kind=\"pair\"}").unwrap_or(0.0) >= 1.0);
+    let bad_failed =
+        metric(&text, "meetsync_jobs_total{pair=\"bad\",result=\"failed\"}").unwrap_or(0.0);
+    assert!(
+        good_ok >= 5.0,
+        "the healthy pair kept its schedule: {good_ok}\n{text}"
+    );
+    assert!(
+        (1.0..=2.0).contains(&bad_failed),
+        "the failing pair backed off: {bad_failed}\n{text}"
+    );
+    assert!(
+        metric(&text, "meetsync_errors_total{pair=\"bad\",kind=\"pair\"}").unwrap_or(0.0) >= 1.0
+    );
     // one healthy pair keeps the daemon healthy
     assert_eq!(d.get("/healthz").await.0, 200);
-    let out = Command::new(env!("CARGO_BIN_EXE_meetsync")).args(["status", "--config"]).arg(&env.config_path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meetsync"))
+        .args(["status", "--config"])
+        .arg(&env.config_path)
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("backing off after"), "{s}");
-    assert!(s.contains("last error:") && s.contains("cannot connect"), "{s}");
+    assert!(
+        s.contains("last error:") && s.contains("cannot connect"),
+        "{s}"
+    );
     assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
 }

@@ -504,8 +504,14 @@ async fn crash_leftovers_are_adopted_not_duplicated() {
 #[tokio::test]
 async fn a_broken_component_is_skipped_and_reported_while_the_rest_syncs() {
     let good = event("good-1", "fine");
-    let no_uid = "BEGIN:VEVENT\r\nDTSTART:20270105T100000Z\r\nSUMMARY:no uid\r\nEND:VEVENT\r\n".to_string();
-    let f = StaticFeed::new(&feed_of(&[good.clone(), no_uid, event("good-2", "fine too")])).await;
+    let no_uid =
+        "BEGIN:VEVENT\r\nDTSTART:20270105T100000Z\r\nSUMMARY:no uid\r\nEND:VEVENT\r\n".to_string();
+    let f = StaticFeed::new(&feed_of(&[
+        good.clone(),
+        no_uid,
+        event("good-2", "fine too"),
+    ]))
+    .await;
     let r = f.sync().await;
     assert!(r.ok(), "{}", r.render());
     assert_eq!(r.totals(), (2, 0, 0));
@@ -514,11 +520,19 @@ async fn a_broken_component_is_skipped_and_reported_while_the_rest_syncs() {
     assert_eq!(ics_files(&f.collection()).len(), 2);
     // an HTML error page with status 200 fails the job and keeps the store
     let before = snapshot(&f.collection());
-    f.set(200, "text/html", b"<!DOCTYPE html><html><body>Maintenance</body></html>");
+    f.set(
+        200,
+        "text/html",
+        b"<!DOCTYPE html><html><body>Maintenance</body></html>",
+    );
     let r = f.sync().await;
     assert!(!r.ok());
     assert!(r.render().contains("HTML"), "{}", r.render());
     // the token in the feed path is redacted in the message
-    assert!(!r.render().contains("secret-feed-token-4242"), "{}", r.render());
+    assert!(
+        !r.render().contains("secret-feed-token-4242"),
+        "{}",
+        r.render()
+    );
     assert_eq!(snapshot(&f.collection()), before);
 }
