@@ -249,19 +249,17 @@ def dial_in(rng, n):
     code = "%04d %03d %04d" % (rng.randrange(10000), rng.randrange(1000), rng.randrange(10000))
     pw = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789") for _ in range(8))
     return (
-        "────────────────────────────\n"
+        "──────────\n"
         "Join from a video system or app: %s@video.meeting.example.test\n"
         "Join by phone:\n"
         "+1 202 555 %04d United States Toll\n"
         "+44 20 7946 %04d United Kingdom Toll\n"
-        "+49 30 9018 %04d Deutschland (gebührenpflichtig)\n"
         "+33 1 70 70 %02d %02d France (payant)\n"
         "Meeting number (access code): %s\n"
-        "Meeting password: %s (%08d from phones and video systems)\n"
+        "Meeting password: %s (%08d from phones)\n"
         "Global call-in numbers: https://meeting.example.test/globalcallin?MTID=m%016x\n"
-        "Can't join? https://help.meeting.example.test/ — Besoin d'aide ? Hilfe? ¿Ayuda?\n"
-        "────────────────────────────"
-    ) % (code.replace(" ", ""), rng.randrange(10000), rng.randrange(10000), rng.randrange(10000),
+        "Besoin d'aide ? Hilfe? ¿Ayuda?"
+    ) % (code.replace(" ", ""), rng.randrange(10000), rng.randrange(10000),
          rng.randrange(100), rng.randrange(100), code, pw, rng.randrange(10**8), rng.getrandbits(64))
 
 
@@ -320,14 +318,28 @@ def diff(before, after):
             "written": created + rewritten, "files": len(after)}
 
 
-def uids_in(root):
-    uids = set()
+def events_in(root):
+    """Sorted digests of each file's VEVENTs without their UID lines.
+
+    vdirsyncer's http storage replaces every UID by a hash of the item
+    (`_ignore_uids`, not configurable in 0.21.0) and copies every VTIMEZONE
+    of the feed into each file, so UIDs and VTIMEZONEs are left out."""
+    import hashlib
+    digests = []
     for p in snapshot(root):
         with open(p, "rb") as f:
-            m = re.search(rb"(?m)^UID:([^\r\n]*)", f.read())
-            if m:
-                uids.add(m.group(1))
-    return uids
+            lines = unfold(f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        events, cur = [], None
+        for line in lines:
+            if line == b"BEGIN:VEVENT":
+                cur = []
+            elif line == b"END:VEVENT":
+                events.append(b"\n".join(sorted(cur)))
+                cur = None
+            elif cur is not None and not line.startswith(b"UID:"):
+                cur.append(line)
+        digests.append(hashlib.sha256(b"\0".join(sorted(events))).hexdigest())
+    return sorted(digests)
 
 
 # ---------------------------------------------------------------- tools
@@ -439,13 +451,13 @@ def compare_run(a, n, run, tools_wanted, results):
                 results["problems"].append("n=%d run %d: %s has %d files after %s, expected %d"
                                            % (n, run, tool, files, phase, expect[phase]))
         if len(tools) == 2:
-            u = [uids_in(t.vdir) for t in tools]
+            u = [events_in(t.vdir) for t in tools]
             same = u[0] == u[1]
             results["checks"].append({"n": n, "run": run, "files": [len(x) for x in u],
-                                      "same_uids": same})
+                                      "same_events": same})
             if not same:
-                results["problems"].append("n=%d run %d: the two vdirs hold different UIDs (%d vs %d)"
-                                           % (n, run, len(u[0]), len(u[1])))
+                results["problems"].append("n=%d run %d: the two vdirs hold different events "
+                                           "(%d vs %d files)" % (n, run, len(u[0]), len(u[1])))
     finally:
         sim.stop()
 
@@ -585,7 +597,9 @@ def report(results, a):
         checks = results["checks"]
         if checks:
             out.append("")
-            out.append("Check: after every run both vdirs held the same number of files (%s) and the same UIDs."
+            out.append("Check: after every run both vdirs held the same number of files (%s) and the same "
+                       "events, file by file (compared without UID lines: vdirsyncer's http storage "
+                       "replaces UIDs by content hashes)."
                        % ", ".join(sorted({"{:,}".format(c["files"][0]) for c in checks})))
     return "\n".join(out)
 

@@ -594,9 +594,11 @@ fn apply_feed(
         .filter(|i| i.cancelled)
         .map(|i| i.uid.as_str())
         .collect();
+    // a UID whose components are broken this time is not gone: keep its file
+    let broken: HashSet<&str> = split.skipped().iter().filter_map(|s| s.uid.as_deref()).collect();
     let mut gone: Vec<&ItemState> = known
         .values()
-        .filter(|r| !seen.contains(r.uid.as_str()))
+        .filter(|r| !seen.contains(r.uid.as_str()) && !broken.contains(r.uid.as_str()))
         .collect();
     gone.sort_by(|a, b| a.uid.cmp(&b.uid));
     for row in gone {

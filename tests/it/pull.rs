@@ -536,3 +536,22 @@ async fn a_broken_component_is_skipped_and_reported_while_the_rest_syncs() {
     );
     assert_eq!(snapshot(&f.collection()), before);
 }
+
+#[tokio::test]
+async fn a_meeting_whose_component_breaks_later_is_kept_not_deleted() {
+    let f = StaticFeed::new(&feed_of(&[event("keep-me", "fine"), event("other", "fine")])).await;
+    assert_eq!(f.sync().await.totals(), (2, 0, 0));
+    // the same UID now comes with invalid UTF-8: skipped and reported, not deleted
+    let mut broken = event("keep-me", "fine").into_bytes();
+    let at = broken.len() - "END:VEVENT\r\n".len();
+    broken.splice(at..at, b"X-BAD:\xff\xfe\r\n".iter().copied());
+    let mut body = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n".to_vec();
+    body.extend_from_slice(&broken);
+    body.extend_from_slice(event("other", "fine").as_bytes());
+    body.extend_from_slice(b"END:VCALENDAR\r\n");
+    f.set(200, "text/calendar", &body);
+    let r = f.sync().await;
+    assert_eq!(r.totals(), (0, 0, 0), "{}", r.render());
+    assert_eq!(r.organizers[0].item_errors, 1, "{}", r.render());
+    assert_eq!(ics_files(&f.collection()).len(), 2);
+}
