@@ -13,6 +13,7 @@ pub mod demo;
 pub mod http;
 pub mod ics;
 pub mod metrics;
+pub mod model;
 pub mod provider;
 pub mod sim;
 pub mod state;
