@@ -68,19 +68,34 @@ def _die_with_parent():
     _libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
+TIME = "/usr/bin/time"
+
+
 def measure(cmd, env=None, log=None):
-    """Run cmd; return dict(wall, user, sys, cpu, rss_kib, rc)."""
+    """Run cmd under GNU time; return dict(wall, user, sys, cpu, rss_kib, rc).
+
+    Peak RSS comes from GNU time's %M: a child forked straight from this
+    driver would report the driver's own RSS (Linux keeps the pre-exec
+    high-water mark in ru_maxrss). CPU comes from wait4() on `time`, which
+    includes the measured command (reaped by `time`) at µs resolution; wall
+    is perf_counter around the whole.
+    """
     out = open(log, "ab") if log else subprocess.DEVNULL
+    rfile = os.path.join(os.path.dirname(log) if log else "/tmp", ".time-%d" % os.getpid())
     try:
         if log:
             out.write(("\n$ " + " ".join(cmd) + "\n").encode())
             out.flush()
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        p = subprocess.Popen([TIME, "-f", "%e %U %S %M %x", "-o", rfile, "--"] + cmd, env=env,
+                             stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                             preexec_fn=_die_with_parent)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
+        with open(rfile) as f:
+            fields = f.read().split()
+        os.unlink(rfile)
     finally:
         if log:
             out.close()
@@ -89,7 +104,8 @@ def measure(cmd, env=None, log=None):
         "user": ru.ru_utime,
         "sys": ru.ru_stime,
         "cpu": ru.ru_utime + ru.ru_stime,
-        "rss_kib": ru.ru_maxrss,
+        "rss_kib": int(fields[-2]),
+        "gnu_time": " ".join(fields),
         "rc": p.returncode,
     }
 
@@ -403,7 +419,6 @@ def log_line(msg):
 def compare_run(a, n, run, tools_wanted, results):
     """One size, one run: a fresh simulator, the three phases for each tool."""
     work = os.path.join(a.work, "n%d" % n, "run%d" % run)
-    shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     sim = Sim(a.bin, 1, n, a.seed, os.path.join(work, "sim.log"))
     try:
@@ -464,7 +479,6 @@ def compare_run(a, n, run, tools_wanted, results):
 
 def scale_run(a, orgs, per_org, results):
     work = os.path.join(a.work, "scale-%dx%d" % (orgs, per_org))
-    shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     t0 = time.time()
     sim = Sim(a.bin, orgs, per_org, a.seed, os.path.join(work, "sim.log"))
@@ -651,6 +665,28 @@ def targets(results, a):
     return out
 
 
+def clear_scratch(work):
+    """Removes an earlier invocation's scratch folder, then waits out ext4's
+    "recently deleted" window.
+
+    On ext4 without a journal (this machine's root file system), the inode
+    allocator skips inodes freed less than 60 s ago (`recently_deleted()` in
+    fs/ext4/ialloc.c) and scans past every one of them for each new file:
+    creating 10k files right after deleting 20k costs seconds of system time
+    in whichever tool happens to go first. So nothing is deleted between the
+    measurements of one invocation (each run gets its own folders), and
+    leftovers of an earlier invocation are deleted up front, followed by
+    sync and a 65 s pause.
+    """
+    if os.path.isdir(work) and os.listdir(work):
+        log_line("== removing the previous scratch folder %s, then waiting 65 s "
+                 "(ext4 without a journal: see clear_scratch)" % work)
+        shutil.rmtree(work)
+        os.sync()
+        time.sleep(65)
+    os.makedirs(work, exist_ok=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin", required=True, help="the meetsync binary")
@@ -667,6 +703,7 @@ def main():
     p.add_argument("--json", help="write all raw measurements here")
     a = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    clear_scratch(a.work)
     results = {"rows": [], "scale": [], "feeds": {}, "checks": [], "problems": [],
                "params": {k: v for k, v in vars(a).items()}}
     ints = lambda s: [int(x) for x in s.split(",") if x.strip()]

@@ -15,6 +15,7 @@ pub mod ics;
 pub mod metrics;
 pub mod model;
 pub mod provider;
+pub mod reconcile;
 pub mod sim;
 pub mod state;
 pub mod store;
