@@ -60,12 +60,38 @@ impl Default for DaemonSettings {
 pub enum Direction {
     /// Platform → local store only.
     Pull,
+    /// Both ways: local edits, new events and deletions reach the platform.
+    TwoWay,
+}
+
+/// What two-way pairs do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwoWaySettings {
+    pub conflict: crate::reconcile::ConflictPolicy,
+    /// `on_local_delete = "delete"` deletes the meeting; "ignore" keeps it.
+    pub delete_remote_on_local_delete: bool,
+    /// Ask the platform to notify participants of updates (the `/true` path flag).
+    pub notify_participants: bool,
+    /// Most remote writes (creates, updates, deletes) per job; more is refused.
+    pub max_remote_writes: u32,
+}
+
+impl Default for TwoWaySettings {
+    fn default() -> Self {
+        TwoWaySettings {
+            conflict: crate::reconcile::ConflictPolicy::KeepBoth,
+            delete_remote_on_local_delete: false,
+            notify_participants: false,
+            max_remote_writes: 50,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct PairConfig {
     pub name: String,
     pub direction: Direction,
+    pub two_way: TwoWaySettings,
     /// Cron expression (5 or 6 fields, or `@hourly` …) used by the daemon.
     pub schedule: String,
     /// Time zone the schedule is read in (default: the system's).
@@ -608,23 +634,57 @@ impl<'t> Validator<'t> {
         let direction = match self.string(&mut r, "direction") {
             None => Some(Direction::Pull),
             Some((d, _)) if d == "pull" => Some(Direction::Pull),
-            Some((d, s)) if d == "two-way" => {
-                self.problem(
-                    s,
-                    "direction \"two-way\" is not available in this version".into(),
-                    Some("use direction = \"pull\"".into()),
-                );
-                None
-            }
+            Some((d, _)) if d == "two-way" => Some(Direction::TwoWay),
             Some((d, s)) => {
                 self.problem(
                     s,
                     format!("unknown direction `{d}`"),
-                    Some("use \"pull\"".into()),
+                    Some("use \"pull\" or \"two-way\"".into()),
                 );
                 None
             }
         };
+        let mut two_way = TwoWaySettings::default();
+        if let Some((c, s)) = self.string(&mut r, "conflict") {
+            use crate::reconcile::ConflictPolicy as C;
+            match c.as_str() {
+                "remote-wins" => two_way.conflict = C::RemoteWins,
+                "local-wins" => two_way.conflict = C::LocalWins,
+                "keep-both" => two_way.conflict = C::KeepBoth,
+                _ => self.problem(
+                    s,
+                    format!("unknown conflict policy `{c}`"),
+                    Some("use \"keep-both\" (default), \"remote-wins\" or \"local-wins\"".into()),
+                ),
+            }
+        }
+        if let Some((d, s)) = self.string(&mut r, "on_local_delete") {
+            match d.as_str() {
+                "delete" => two_way.delete_remote_on_local_delete = true,
+                "ignore" => two_way.delete_remote_on_local_delete = false,
+                _ => self.problem(
+                    s,
+                    format!("unknown on_local_delete `{d}`"),
+                    Some("use \"ignore\" (default) or \"delete\"".into()),
+                ),
+            }
+        }
+        if let Some(v) = r.get("notify_participants") {
+            match v.get_ref() {
+                DeValue::Boolean(b) => two_way.notify_participants = *b,
+                other => self.problem(
+                    v.span(),
+                    format!(
+                        "`notify_participants` must be true or false, not {}",
+                        type_name(other)
+                    ),
+                    None,
+                ),
+            }
+        }
+        if let Some(n) = self.integer(&mut r, "max_remote_writes", 0, 100_000) {
+            two_way.max_remote_writes = n as u32;
+        }
         let schedule = match self.string(&mut r, "schedule") {
             None => "*/15 * * * *".to_string(),
             Some((s, span)) => {
@@ -687,11 +747,12 @@ impl<'t> Validator<'t> {
         };
         self.finish(
             r,
-            "name, direction, schedule, schedule_timezone, [pair.platform], [pair.store], [pair.sync]",
+            "name, direction, conflict, on_local_delete, notify_participants, max_remote_writes, schedule, schedule_timezone, [pair.platform], [pair.store], [pair.sync]",
         );
         Some(PairConfig {
             name: name?.0,
             direction: direction?,
+            two_way,
             schedule,
             schedule_timezone,
             platform: platform?,
@@ -1050,7 +1111,24 @@ pub fn parse_schedule(s: &str) -> Result<croner::Cron, String> {
 fn similar(a: &str, b: &str) -> bool {
     let a = a.to_ascii_lowercase().replace(['-', '_'], "");
     let b = b.to_ascii_lowercase().replace(['-', '_'], "");
-    a == b || (a.len() > 3 && (a.starts_with(&b) || b.starts_with(&a)))
+    a == b
+        || (a.len() > 3 && (a.starts_with(&b) || b.starts_with(&a)))
+        || edit_distance(&a, &b) <= 2
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// `~/x` → home, relative → relative to the config file's folder.

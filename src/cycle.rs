@@ -16,12 +16,13 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Layout, OrganizerSource, PairConfig};
+use crate::config::{Direction, Layout, OrganizerSource, PairConfig};
 use crate::http::RetryPolicy;
 use crate::ics::{self, FeedItem, SplitFeed};
 use crate::provider::webmeeting::{Client, FeedFetch, Organizer};
 use crate::state::{Commit, FeedState, ItemState, RunRecord, State};
 use crate::store::vdir::Vdir;
+use crate::twoway;
 
 /// How a job runs.
 #[derive(Debug, Clone)]
@@ -85,15 +86,17 @@ pub struct OrganizerReport {
     /// Items not written: local edits kept, bad components, name clashes.
     pub notes: Vec<String>,
     pub item_errors: usize,
-    /// Local edits kept instead of the platform's version.
+    /// Local edits kept instead of the platform's version, or two-way conflicts.
     pub conflicts: usize,
+    /// Two-way: meetings created, updated, deleted on the platform.
+    pub pushed: (usize, usize, usize),
     pub error: Option<String>,
     /// Planned actions, filled on dry runs.
     pub plan: Vec<String>,
 }
 
 impl OrganizerReport {
-    fn new(organizer: &str, collection: &str) -> OrganizerReport {
+    pub fn new(organizer: &str, collection: &str) -> OrganizerReport {
         OrganizerReport {
             organizer: organizer.to_string(),
             collection: collection.to_string(),
@@ -106,6 +109,7 @@ impl OrganizerReport {
             notes: Vec::new(),
             item_errors: 0,
             conflicts: 0,
+            pushed: (0, 0, 0),
             error: None,
             plan: Vec::new(),
         }
@@ -149,6 +153,24 @@ impl PairReport {
             self.organizers.len(),
             if self.organizers.len() == 1 { "" } else { "s" }
         );
+        let pushed = self.organizers.iter().fold((0, 0, 0), |(a, b, c), o| {
+            (a + o.pushed.0, b + o.pushed.1, c + o.pushed.2)
+        });
+        if pushed != (0, 0, 0) {
+            let _ = write!(
+                s,
+                ", to the platform +{} ~{} -{}",
+                pushed.0, pushed.1, pushed.2
+            );
+        }
+        let conflicts: usize = self.organizers.iter().map(|o| o.conflicts).sum();
+        if conflicts > 0 {
+            let _ = write!(
+                s,
+                ", {conflicts} conflict{}",
+                if conflicts == 1 { "" } else { "s" }
+            );
+        }
         let nm = count(Outcome::NotModified);
         let un = count(Outcome::Unchanged);
         if nm > 0 {
@@ -199,6 +221,13 @@ impl PairReport {
                 Outcome::Unchanged => "unchanged (same content)".to_string(),
                 Outcome::Synced => {
                     let mut s = format!("+{} ~{} -{}", o.added, o.changed, o.deleted);
+                    if o.pushed != (0, 0, 0) {
+                        let _ = write!(
+                            s,
+                            "; to the platform +{} ~{} -{}",
+                            o.pushed.0, o.pushed.1, o.pushed.2
+                        );
+                    }
                     if o.aged_out > 0 {
                         let _ = write!(s, ", {} aged out (kept)", o.aged_out);
                     }
@@ -421,6 +450,44 @@ async fn sync_organizer(
         }
     };
     let fetched = client.fetch_feed(&org, &known_feed).await;
+    if pair.direction == Direction::TwoWay {
+        let input = match fetched {
+            Ok(FeedFetch::NotModified) => {
+                report.outcome = Outcome::NotModified;
+                twoway::RemoteInput::Unchanged
+            }
+            Ok(FeedFetch::Body {
+                body,
+                etag,
+                last_modified,
+            }) => {
+                if known_feed.body_hash.as_deref() == Some(&ics::content_hash(&body)[..]) {
+                    report.outcome = Outcome::Unchanged;
+                }
+                twoway::RemoteInput::Body {
+                    body,
+                    etag,
+                    last_modified,
+                }
+            }
+            Err(e) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(e.to_string());
+                return report;
+            }
+        };
+        return twoway::sync_organizer(
+            pair,
+            client,
+            &org,
+            &state,
+            opts,
+            &known_feed,
+            input,
+            report,
+        )
+        .await;
+    }
     let (body, etag, last_modified) = match fetched {
         Ok(FeedFetch::NotModified) => {
             report.outcome = Outcome::NotModified;
@@ -595,7 +662,11 @@ fn apply_feed(
         .map(|i| i.uid.as_str())
         .collect();
     // a UID whose components are broken this time is not gone: keep its file
-    let broken: HashSet<&str> = split.skipped().iter().filter_map(|s| s.uid.as_deref()).collect();
+    let broken: HashSet<&str> = split
+        .skipped()
+        .iter()
+        .filter_map(|s| s.uid.as_deref())
+        .collect();
     let mut gone: Vec<&ItemState> = known
         .values()
         .filter(|r| !seen.contains(r.uid.as_str()) && !broken.contains(r.uid.as_str()))

@@ -19,3 +19,4 @@ pub mod reconcile;
 pub mod sim;
 pub mod state;
 pub mod store;
+pub mod twoway;

@@ -154,7 +154,10 @@ mod tests {
             unix: 100,
             tzid: Some("Europe/Paris".into()),
         };
-        let b = When::Instant { unix: 100, tzid: None };
+        let b = When::Instant {
+            unix: 100,
+            tzid: None,
+        };
         assert_eq!(a, b);
         let mut x = Fields {
             summary: "a".into(),

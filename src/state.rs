@@ -12,6 +12,22 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::model::Fields;
+use crate::reconcile::{Base, Intent};
+
+/// A local file as last read: if its (mtime, size, inode) are the same, its
+/// UID, hash and fields are too, and the file need not be read again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedFile {
+    pub file: String,
+    pub mtime_ns: i64,
+    pub size: i64,
+    pub ino: i64,
+    pub uid: String,
+    pub hash: Vec<u8>,
+    pub fields: Fields,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("sync state database {path}: {source}")]
@@ -83,6 +99,24 @@ CREATE TABLE IF NOT EXISTS runs (
     finished INTEGER NOT NULL, ok INTEGER NOT NULL, summary TEXT NOT NULL, error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_pair ON runs (pair, id);
+CREATE TABLE IF NOT EXISTS links (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL, local_uid TEXT NOT NULL,
+    remote_uid TEXT, meeting_id TEXT, file TEXT NOT NULL, fields TEXT NOT NULL,
+    local_hash BLOB NOT NULL, remote_hash BLOB NOT NULL, last_end INTEGER,
+    tombstone INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pair, organizer, local_uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS intents (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL, local_uid TEXT NOT NULL,
+    summary TEXT NOT NULL, start INTEGER, created INTEGER NOT NULL,
+    PRIMARY KEY (pair, organizer, local_uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS local_cache (
+    pair TEXT NOT NULL, collection TEXT NOT NULL, file TEXT NOT NULL,
+    mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL, ino INTEGER NOT NULL,
+    uid TEXT NOT NULL, hash BLOB NOT NULL, fields TEXT NOT NULL,
+    PRIMARY KEY (pair, collection, file)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedule (
     pair TEXT PRIMARY KEY, next_run INTEGER NOT NULL, failures INTEGER NOT NULL
 );
@@ -317,6 +351,212 @@ impl State {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Two-way links (the base) of one organizer.
+    pub fn links(&self, pair: &str, organizer: &str) -> Result<Vec<Base>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT local_uid, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end, tombstone
+                 FROM links WHERE pair=?1 AND organizer=?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, organizer], |r| {
+                let fields: String = r.get(4)?;
+                Ok(Base {
+                    local_uid: r.get(0)?,
+                    remote_uid: r.get(1)?,
+                    meeting_id: r.get(2)?,
+                    file: r.get(3)?,
+                    fields: serde_json::from_str(&fields).unwrap_or_default(),
+                    local_hash: r.get(5)?,
+                    remote_hash: r.get(6)?,
+                    last_end: r.get(7)?,
+                    tombstone: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn intents(&self, pair: &str, organizer: &str) -> Result<Vec<Intent>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT local_uid, summary, start FROM intents WHERE pair=?1 AND organizer=?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, organizer], |r| {
+                Ok(Intent {
+                    local_uid: r.get(0)?,
+                    summary: r.get(1)?,
+                    start: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Record a create before it is sent (committed at once, durably).
+    pub fn add_intent(
+        &self,
+        pair: &str,
+        organizer: &str,
+        i: &Intent,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO intents (pair, organizer, local_uid, summary, start, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![pair, organizer, i.local_uid, i.summary, i.start, now],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Apply link changes (and settle intents) in one transaction.
+    pub fn commit_links(
+        &mut self,
+        pair: &str,
+        organizer: &str,
+        upserts: &[Base],
+        removals: &[String],
+        intents_done: &[String],
+        feed: Option<&FeedState>,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO links (pair, organizer, local_uid, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end, tombstone)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (pair, organizer, local_uid) DO UPDATE SET remote_uid=excluded.remote_uid,
+                       meeting_id=excluded.meeting_id, file=excluded.file, fields=excluded.fields,
+                       local_hash=excluded.local_hash, remote_hash=excluded.remote_hash,
+                       last_end=excluded.last_end, tombstone=excluded.tombstone",
+                )
+                .map_err(err)?;
+            for b in upserts {
+                let fields = serde_json::to_string(&b.fields).unwrap_or_default();
+                up.execute(params![
+                    pair,
+                    organizer,
+                    b.local_uid,
+                    b.remote_uid,
+                    b.meeting_id,
+                    b.file,
+                    fields,
+                    b.local_hash,
+                    b.remote_hash,
+                    b.last_end,
+                    b.tombstone
+                ])
+                .map_err(err)?;
+            }
+            let mut del = tx
+                .prepare_cached("DELETE FROM links WHERE pair=?1 AND organizer=?2 AND local_uid=?3")
+                .map_err(err)?;
+            for u in removals {
+                del.execute(params![pair, organizer, u]).map_err(err)?;
+            }
+            let mut done = tx
+                .prepare_cached(
+                    "DELETE FROM intents WHERE pair=?1 AND organizer=?2 AND local_uid=?3",
+                )
+                .map_err(err)?;
+            for u in intents_done {
+                done.execute(params![pair, organizer, u]).map_err(err)?;
+            }
+            if let Some(f) = feed {
+                tx.execute(
+                    "INSERT INTO feeds (pair, organizer, etag, last_modified, body_hash, items)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (pair, organizer) DO UPDATE SET etag=excluded.etag,
+                       last_modified=excluded.last_modified, body_hash=excluded.body_hash, items=excluded.items",
+                    params![pair, organizer, f.etag, f.last_modified, f.body_hash, f.items],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// What was read from each local file last time, keyed by file name.
+    pub fn local_cache(
+        &self,
+        pair: &str,
+        collection: &str,
+    ) -> Result<HashMap<String, CachedFile>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT file, mtime_ns, size, ino, uid, hash, fields FROM local_cache WHERE pair=?1 AND collection=?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, collection], |r| {
+                let fields: String = r.get(6)?;
+                Ok(CachedFile {
+                    file: r.get(0)?,
+                    mtime_ns: r.get(1)?,
+                    size: r.get(2)?,
+                    ino: r.get(3)?,
+                    uid: r.get(4)?,
+                    hash: r.get(5)?,
+                    fields: serde_json::from_str(&fields).unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let row = row.map_err(|e| self.err(e))?;
+            out.insert(row.file.clone(), row);
+        }
+        Ok(out)
+    }
+
+    /// Replace the cache of one collection.
+    pub fn set_local_cache(
+        &mut self,
+        pair: &str,
+        collection: &str,
+        rows: &[CachedFile],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "DELETE FROM local_cache WHERE pair=?1 AND collection=?2",
+            params![pair, collection],
+        )
+        .map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO local_cache (pair, collection, file, mtime_ns, size, ino, uid, hash, fields)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(err)?;
+            for c in rows {
+                let fields = serde_json::to_string(&c.fields).unwrap_or_default();
+                ins.execute(params![
+                    pair, collection, c.file, c.mtime_ns, c.size, c.ino, c.uid, c.hash, fields
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     /// Number of items synced for a pair.

@@ -10,6 +10,7 @@
 
 pub mod listener;
 pub mod notify;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,11 @@ use crate::config::{self, Config, PairConfig};
 use crate::cycle::{self, JobOptions, Outcome, PairReport};
 use crate::metrics;
 use crate::state::State;
+use ::notify as notify_crate;
 use notify::Notifier;
+
+/// A calendar folder must be quiet this long before its edits are synced.
+const DEBOUNCE: Duration = Duration::from_millis(1500);
 
 /// What the listener and the loop share.
 pub struct Shared {
@@ -85,6 +90,10 @@ struct Daemon {
     notifier: Notifier,
     running: usize,
     last_status: String,
+    /// Two-way pairs whose calendar folder changed, and when it last did.
+    dirty: BTreeMap<String, std::time::Instant>,
+    watcher: Option<notify_crate::RecommendedWatcher>,
+    edits: mpsc::UnboundedSender<String>,
 }
 
 fn schedule_next(cfg: &PairConfig, after: DateTime<Utc>, jitter_secs: u64) -> DateTime<Utc> {
@@ -150,6 +159,7 @@ pub async fn run(config_path: &Path) -> i32 {
             }
         }
     }
+    let (edits_tx, mut edits) = mpsc::unbounded_channel::<String>();
     let mut d = Daemon {
         config_path: config_path.to_path_buf(),
         config: config.clone(),
@@ -159,6 +169,9 @@ pub async fn run(config_path: &Path) -> i32 {
         notifier: Notifier::from_env(),
         running: 0,
         last_status: String::new(),
+        dirty: BTreeMap::new(),
+        watcher: None,
+        edits: edits_tx,
     };
     d.apply_config(config);
     let signals = Signals::new();
@@ -188,6 +201,9 @@ pub async fn run(config_path: &Path) -> i32 {
                 }
             },
             Some(name) = triggers.recv() => d.trigger(&name),
+            Some(name) = edits.recv() => {
+                d.dirty.insert(name, std::time::Instant::now());
+            }
             Some((name, report)) = done_rx.recv() => d.finished(&name, report),
             Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
         }
@@ -199,6 +215,7 @@ pub async fn run(config_path: &Path) -> i32 {
             now.timestamp() as f64,
         );
         d.notifier.send("WATCHDOG=1");
+        d.sync_quiet_edits();
         d.start_due(now, &mut jobs, &done_tx, &shutdown);
     }
     tracing::info!(
@@ -282,8 +299,36 @@ impl Daemon {
             .unhealthy_after
             .store(config.daemon.unhealthy_after_secs as i64, Ordering::Relaxed);
         metrics::global().set("meetsync_pairs", &[], self.pairs.len() as f64);
+        let folders: Vec<(String, PathBuf)> = config
+            .pairs
+            .iter()
+            .filter(|p| p.direction == crate::config::Direction::TwoWay)
+            .map(|p| (p.name.clone(), p.store.path.clone()))
+            .collect();
+        self.watcher = None; // stop the old one first
+        match watch::start(&folders, self.edits.clone()) {
+            Ok(w) => self.watcher = w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the calendar folders; local edits wait for the schedule")
+            }
+        }
         self.config = config;
         self.persist_schedule();
+    }
+
+    /// Trigger two-way pairs whose folder changed and has been quiet since.
+    fn sync_quiet_edits(&mut self) {
+        let quiet: Vec<String> = self
+            .dirty
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= DEBOUNCE)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in quiet {
+            self.dirty.remove(&name);
+            tracing::info!(pair = %name, "local changes in the calendar folder");
+            self.trigger(&name);
+        }
     }
 
     fn reload(&mut self) {

@@ -56,6 +56,7 @@
 //!   bombs, megabyte lines, 100k components, NUL bytes) are covered by tests and proptests.
 
 mod lines;
+pub mod props;
 mod scan;
 mod stem;
 #[cfg(test)]
@@ -72,6 +73,9 @@ use lines::{parse_content, trim, LineKind, Lines};
 use scan::{ByteRange, Calendar, EventProps, EventRec, Scan};
 use time::{TzCache, Zone, DAY};
 
+pub use props::{
+    apply_fields, new_event, read_event, set_property, transplant, with_uid, EventInfo, PropsError,
+};
 pub use scan::{MAX_DEPTH, MAX_PROLOG, MAX_PROLOG_LINE, MAX_VTIMEZONE};
 pub use stem::file_stem_for_uid;
 

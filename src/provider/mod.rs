@@ -1,2 +1,3 @@
 //! Platform clients. Each turns a platform's wire format into our model.
+pub mod meeting_body;
 pub mod webmeeting;

@@ -443,7 +443,9 @@ fn plan_known(b: &Base, l: Option<&Local>, r: RemoteSide<'_>, policy: &Policy) -
             }
             if remote_changed {
                 // deleted here, changed there
-                let fields = b.fields.diff(&rr.map(|r| r.fields.clone()).unwrap_or_default());
+                let fields = b
+                    .fields
+                    .diff(&rr.map(|r| r.fields.clone()).unwrap_or_default());
                 match policy.conflict {
                     ConflictPolicy::LocalWins => {
                         s.remote = RemoteOp::Delete;
@@ -458,7 +460,9 @@ fn plan_known(b: &Base, l: Option<&Local>, r: RemoteSide<'_>, policy: &Policy) -
                         s.base = BaseOp::Set(rr.map(|r| r.fields.clone()).unwrap_or_default());
                         s.conflict = Some(Conflict {
                             fields,
-                            resolution: "deleted locally, changed on the platform: the meeting comes back".into(),
+                            resolution:
+                                "deleted locally, changed on the platform: the meeting comes back"
+                                    .into(),
                         });
                     }
                 }

@@ -86,7 +86,7 @@ fn nothing_changed_plans_nothing() {
     let p = plan(
         Some(&[remote(ID1, &f)]),
         &[local(ID1, &f)],
-        &[b.clone()],
+        std::slice::from_ref(&b),
         &[],
         &policy(ConflictPolicy::RemoteWins),
     );
@@ -113,7 +113,7 @@ fn each_side_added_changed_deleted() {
     out += &plan(
         Some(&[remote(ID1, &f), remote(ID2, &new_remote)]),
         &[local(ID1, &f), local("khal-1@example", &new_local)],
-        &[b.clone()],
+        std::slice::from_ref(&b),
         &[],
         &pol,
     )
@@ -125,7 +125,7 @@ fn each_side_added_changed_deleted() {
     out += &plan(
         Some(&[remote(ID1, &rf)]),
         &[local(ID1, &f)],
-        &[b.clone()],
+        std::slice::from_ref(&b),
         &[],
         &pol,
     )
@@ -133,18 +133,46 @@ fn each_side_added_changed_deleted() {
     let mut lf = f.clone();
     lf.description = "Agenda from the calendar".into();
     out += "## changed in the calendar (feed not modified)\n";
-    out += &plan(None, &[local(ID1, &lf)], &[b.clone()], &[], &pol).render();
+    out += &plan(
+        None,
+        &[local(ID1, &lf)],
+        std::slice::from_ref(&b),
+        &[],
+        &pol,
+    )
+    .render();
     // deleted
     out += "## deleted on the platform\n";
-    out += &plan(Some(&[]), &[local(ID1, &f)], &[b.clone()], &[], &pol).render();
+    out += &plan(
+        Some(&[]),
+        &[local(ID1, &f)],
+        std::slice::from_ref(&b),
+        &[],
+        &pol,
+    )
+    .render();
     out += "## deleted in the calendar, on_local_delete = delete\n";
-    out += &plan(Some(&[remote(ID1, &f)]), &[], &[b.clone()], &[], &pol).render();
+    out += &plan(
+        Some(&[remote(ID1, &f)]),
+        &[],
+        std::slice::from_ref(&b),
+        &[],
+        &pol,
+    )
+    .render();
     out += "## deleted in the calendar, on_local_delete = ignore\n";
     let ignore = Policy {
         delete_remote: false,
         ..pol.clone()
     };
-    out += &plan(Some(&[remote(ID1, &f)]), &[], &[b.clone()], &[], &ignore).render();
+    out += &plan(
+        Some(&[remote(ID1, &f)]),
+        &[],
+        std::slice::from_ref(&b),
+        &[],
+        &ignore,
+    )
+    .render();
     out += "## both deleted\n";
     out += &plan(Some(&[]), &[], &[b], &[], &pol).render();
     insta::assert_snapshot!(out);
@@ -197,7 +225,7 @@ fn both_changed_the_same_field_under_each_policy() {
         let p = plan(
             Some(&[remote(ID1, &rf)]),
             &[local(ID1, &lf)],
-            &[b.clone()],
+            std::slice::from_ref(&b),
             &[],
             &policy(c),
         );
@@ -207,7 +235,9 @@ fn both_changed_the_same_field_under_each_policy() {
         match c {
             ConflictPolicy::LocalWins => {
                 assert_eq!(s.local, LocalOp::None);
-                assert!(matches!(&s.remote, RemoteOp::Update { fields, .. } if fields.summary == "Calendar title"));
+                assert!(
+                    matches!(&s.remote, RemoteOp::Update { fields, .. } if fields.summary == "Calendar title")
+                );
             }
             _ => {
                 assert_eq!(s.local, LocalOp::Transplant(vec![Field::Summary]));
@@ -235,7 +265,7 @@ fn delete_versus_change_under_each_policy() {
         out += &plan(
             Some(&[]),
             &[local(ID1, &changed)],
-            &[b.clone()],
+            std::slice::from_ref(&b),
             &[],
             &policy(c),
         )
@@ -244,7 +274,7 @@ fn delete_versus_change_under_each_policy() {
         out += &plan(
             Some(&[remote(ID1, &changed)]),
             &[],
-            &[b.clone()],
+            std::slice::from_ref(&b),
             &[],
             &policy(c),
         )
@@ -293,7 +323,13 @@ fn aged_out_meetings_are_forgotten_not_deleted() {
     // and an old meeting new in the feed is not added
     let mut r = remote(ID2, &f);
     r.last_end = Some(900_001_800);
-    let p = plan(Some(&[r]), &[], &[], &[], &policy(ConflictPolicy::RemoteWins));
+    let p = plan(
+        Some(&[r]),
+        &[],
+        &[],
+        &[],
+        &policy(ConflictPolicy::RemoteWins),
+    );
     assert!(p.is_empty());
 }
 
@@ -388,13 +424,7 @@ impl World {
     }
 
     fn sync(&mut self, pol: &Policy) -> Plan {
-        let p = plan(
-            Some(&self.remotes()),
-            &self.locals(),
-            &self.base,
-            &[],
-            pol,
-        );
+        let p = plan(Some(&self.remotes()), &self.locals(), &self.base, &[], pol);
         let mut new_base: Vec<Base> = Vec::new();
         let mut touched: BTreeSet<String> = BTreeSet::new();
         for s in &p.steps {
@@ -405,7 +435,8 @@ impl World {
             match &s.local {
                 LocalOp::None => {}
                 LocalOp::Create | LocalOp::Replace => {
-                    self.calendar.insert(luid.clone(), remote_now.clone().unwrap());
+                    self.calendar
+                        .insert(luid.clone(), remote_now.clone().unwrap());
                 }
                 LocalOp::Transplant(fs) => {
                     let r = remote_now.clone().unwrap();

@@ -13,7 +13,7 @@
 //! | `POST /_sim/meetings` | `{"user_id": …, "spec": {"topic","start","end",…}}` | `{"id": …}` |
 //! | `PATCH /_sim/meetings/{id}` | `{"topic"?, "agenda"?, "start"?, "end"?}` | the meeting (API shape) |
 //! | `DELETE /_sim/meetings/{id}` | | `{}` |
-//! | `POST /_sim/faults` | `{"route":"feed","kind":"status","status":503,"times":2}` (kinds: status, html200, html500, rate_limited (+retry_after), truncated, delay (+delay_ms), invalid_json, error_envelope (+code), empty_calendar, etag_churn) | `{}` |
+//! | `POST /_sim/faults` | `{"route":"feed","kind":"status","status":503,"times":2}` (kinds: status, html200, html500, rate_limited (+retry_after), truncated, delay (+delay_ms), delay_after (+delay_ms: answer after the work is done), invalid_json, error_envelope (+code), empty_calendar, etag_churn) | `{}` |
 //! | `DELETE /_sim/faults` | | `{}` |
 
 use std::time::Duration;
@@ -100,6 +100,9 @@ impl FaultRequest {
             "truncated" => Fault::Truncated,
             "delay" => Fault::Delay(Duration::from_millis(
                 self.delay_ms.ok_or("kind delay needs \"delay_ms\"")?,
+            )),
+            "delay_after" => Fault::DelayAfter(Duration::from_millis(
+                self.delay_ms.ok_or("kind delay_after needs \"delay_ms\"")?,
             )),
             "invalid_json" => Fault::InvalidJson,
             "error_envelope" => Fault::ErrorEnvelope(self.code.unwrap_or(-99)),

@@ -227,6 +227,10 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         },
     };
     match fault {
+        Some(Fault::DelayAfter(d)) => {
+            tokio::time::sleep(d).await;
+            answer
+        }
         Some(Fault::Truncated) => truncate(answer).await,
         Some(Fault::InvalidJson) if !is_feed => response(
             200,

@@ -483,7 +483,10 @@ pub enum Route {
 /// `EmptyCalendar` answer without doing anything. `Truncated` and
 /// `InvalidJson` do the work, then mangle the answer (so a create really
 /// happened although the client saw an error). `Delay` waits, then answers
-/// normally. `EtagChurn` only affects the feed. On the feed, `Truncated`,
+/// normally; `DelayAfter` answers normally but only after waiting, once the
+/// route's action is done (a create exists before its id reaches the client,
+/// so a client killed meanwhile never learns it). `EtagChurn` only affects
+/// the feed. On the feed, `Truncated`,
 /// `EmptyCalendar`, `EtagChurn` and `InvalidJson` (a malformed calendar)
 /// ignore conditional headers so that they are always observable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -498,6 +501,9 @@ pub enum Fault {
     /// `Content-Length` of the full body, half of it sent, connection closed.
     Truncated,
     Delay(Duration),
+    /// The route does its work (e.g. the meeting is created), then waits this
+    /// long before the answer is sent.
+    DelayAfter(Duration),
     InvalidJson,
     /// HTTP 200 with `responseCode` = the given (negative) code.
     ErrorEnvelope(i64),

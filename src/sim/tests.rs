@@ -1604,3 +1604,107 @@ fn ids_embed_creation_time_and_tokens_are_uuid_pairs() {
     );
     assert!(parts[2].starts_with('4') && parts[7].starts_with('4'));
 }
+
+#[tokio::test]
+async fn delay_after_acts_first_and_answers_late() {
+    let env = Env::new(SimOptions::default()).await;
+    let user = env.admin().clone();
+    let wait = Duration::from_secs(3);
+    env.sim
+        .inject_fault(Route::MeetingCreate, Fault::DelayAfter(wait), 1);
+    let started = Instant::now();
+    let req = env
+        .http
+        .post(env.url("/api/v6/meeting"))
+        .header("X-API-KEY", "sim-api-key")
+        .header("X-USER-ID", &user.id)
+        .body(seed_body("created, answer pending").to_string());
+    let client = tokio::spawn(async move { req.send().await.map(|r| r.status()) });
+    // The meeting exists on the server while the client still waits for its id.
+    while env.sim.meetings_of(&user.id).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the create must happen before the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!client.is_finished(), "the answer must wait");
+    client.abort(); // the client dies between the server-side create and the answer
+    assert!(started.elapsed() < wait);
+    let c = env.sim.counters();
+    assert_eq!(c.creates_per_user[&user.id], 1);
+    assert_eq!(c.requests_to(Route::MeetingCreate), 1);
+    assert_eq!(c.faults_served, 1);
+    assert_eq!(
+        env.sim.meetings_of(&user.id)[0].topic,
+        "created, answer pending"
+    );
+
+    // Through the control surface; a patient client gets the normal answer.
+    let f = env
+        .send(env.http.post(env.url("/_sim/faults")).body(
+            json!({"route": "meeting_create", "kind": "delay_after", "delay_ms": 300}).to_string(),
+        ))
+        .await;
+    assert_eq!(f.status, 200, "{}", f.text());
+    let t = Instant::now();
+    let a = env.create(seed_body("late")).await;
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(a.status, 200);
+    let id = a.json()["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(env.sim.meeting(&id).unwrap().topic, "late");
+    let missing = env
+        .send(
+            env.http
+                .post(env.url("/_sim/faults"))
+                .body(json!({"route": "meeting_create", "kind": "delay_after"}).to_string()),
+        )
+        .await;
+    assert_eq!(missing.status, 400);
+}
+
+#[tokio::test]
+async fn list_has_the_create_shape_and_only_the_callers_meetings() {
+    let env = Env::new(SimOptions::default()).await;
+    let admin = env.admin().id.clone();
+    let bob = env.sim.add_organizer(
+        &env.account.account_id,
+        "bob@example.com",
+        "Bob",
+        "Ross",
+        "UTC",
+    );
+    let mine = env.create(seed_body("Mine")).await.json()["data"].clone();
+    let theirs = env
+        .call(
+            Method::POST,
+            "/api/v6/meeting",
+            Some(&bob.id),
+            Some(seed_body("Bob's")),
+        )
+        .await
+        .json()["data"]
+        .clone();
+    let list = env
+        .call(Method::GET, "/api/v6/meeting", Some(&admin), None)
+        .await;
+    assert_eq!(list.status, 200);
+    let v = list.json();
+    assert_eq!(v["responseCode"], json!(0));
+    let items = v["data"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0], mine, "same data shape as the create answer");
+    for f in SEED_FIELDS {
+        assert!(items[0].get(*f).is_some(), "{f} missing");
+    }
+    let bobs = env
+        .call(Method::GET, "/api/v6/meeting", Some(&bob.id), None)
+        .await
+        .json();
+    assert_eq!(bobs["data"], json!([theirs]));
+    let nobody = env.call(Method::GET, "/api/v6/meeting", None, None).await;
+    assert_eq!(
+        (nobody.status, nobody.json()["responseCode"].clone()),
+        (403, json!(-3))
+    );
+}

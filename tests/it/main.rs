@@ -6,3 +6,4 @@ mod config_files;
 mod daemon;
 mod interop;
 mod pull;
+mod twoway;

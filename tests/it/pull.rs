@@ -539,7 +539,11 @@ async fn a_broken_component_is_skipped_and_reported_while_the_rest_syncs() {
 
 #[tokio::test]
 async fn a_meeting_whose_component_breaks_later_is_kept_not_deleted() {
-    let f = StaticFeed::new(&feed_of(&[event("keep-me", "fine"), event("other", "fine")])).await;
+    let f = StaticFeed::new(&feed_of(&[
+        event("keep-me", "fine"),
+        event("other", "fine"),
+    ]))
+    .await;
     assert_eq!(f.sync().await.totals(), (2, 0, 0));
     // the same UID now comes with invalid UTF-8: skipped and reported, not deleted
     let mut broken = event("keep-me", "fine").into_bytes();

@@ -1,0 +1,885 @@
+//! One two-way job for one organizer: read both sides, plan with the pure
+//! planner (`reconcile`), write the calendar atomically, push to the platform
+//! one request at a time, then commit the new base.
+//!
+//! Exactly-once creates: an intent is committed before the POST; after a crash
+//! the planner adopts the meeting the feed then shows instead of sending a
+//! second POST. The link between a local event and its meeting lives in the
+//! state (keyed by the event's UID, so it survives file renames).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::config::PairConfig;
+use crate::cycle::{shorten, JobOptions, OrganizerReport, Outcome};
+use crate::ics::{self, props};
+use crate::provider::meeting_body;
+use crate::provider::webmeeting::{Client, Organizer, ProviderError};
+use crate::reconcile::{self, Base, BaseOp, Local, LocalOp, Plan, Policy, Remote, RemoteOp};
+use crate::state::{CachedFile, FeedState, State};
+use crate::store::vdir::Vdir;
+
+/// Marks a conflict copy: a local-only event, never pushed.
+pub const CONFLICT_COPY_PROP: &str = "X-MEETSYNC-CONFLICT-COPY";
+
+const DAY: i64 = 86_400;
+
+/// The feed as fetched for this job.
+pub enum RemoteInput {
+    /// 304, or the same body as last time.
+    Unchanged,
+    Body {
+        body: Vec<u8>,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+}
+
+/// The remote side parsed: planner items plus their bytes.
+struct RemoteSide {
+    items: Vec<Remote>,
+    bytes: HashMap<String, Vec<u8>>,
+    broken: HashSet<String>,
+    feed: FeedState,
+}
+
+fn parse_remote(
+    body: &[u8],
+    etag: Option<String>,
+    last_modified: Option<String>,
+    report: &mut OrganizerReport,
+) -> Result<RemoteSide, String> {
+    let split = ics::split_feed(body)
+        .map_err(|e| format!("the feed is not a usable calendar: {e}; nothing was changed"))?;
+    let mut side = RemoteSide {
+        items: Vec::new(),
+        bytes: HashMap::new(),
+        broken: HashSet::new(),
+        feed: FeedState {
+            etag,
+            last_modified,
+            body_hash: Some(ics::content_hash(body).to_vec()),
+            items: 0,
+        },
+    };
+    for s in split.skipped() {
+        report.item_errors += 1;
+        report.notes.push(format!(
+            "skipped component #{}{}: {}",
+            s.index,
+            s.uid
+                .as_deref()
+                .map(|u| format!(" (UID {})", shorten(u)))
+                .unwrap_or_default(),
+            s.reason
+        ));
+        if let Some(u) = &s.uid {
+            side.broken.insert(u.clone());
+        }
+    }
+    for item in split.items() {
+        if item.cancelled {
+            continue;
+        }
+        let bytes = split.render(item);
+        let info = match props::read_event(&bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                report.item_errors += 1;
+                report
+                    .notes
+                    .push(format!("UID {}: {e}", shorten(&item.uid)));
+                side.broken.insert(item.uid.clone());
+                continue;
+            }
+        };
+        let mut fields = info.fields;
+        meeting_body::normalize(&mut fields);
+        side.items.push(Remote {
+            uid: item.uid.clone(),
+            meeting_id: meeting_body::meeting_id_from_uid(&item.uid),
+            fields,
+            hash: ics::content_hash(&bytes),
+            last_end: item.span.last_end,
+        });
+        side.bytes.insert(item.uid.clone(), bytes);
+    }
+    side.feed.items = side.items.len() as i64;
+    Ok(side)
+}
+
+/// The local side: every event file of the collection (re-reading only files
+/// whose size, mtime or inode changed since the last scan).
+struct LocalSide {
+    items: Vec<Local>,
+    cache: Vec<CachedFile>,
+    /// UIDs that must not be planned this time (unreadable or duplicated files).
+    broken: HashSet<String>,
+}
+
+fn scan_local(
+    dir: &Path,
+    cache: &HashMap<String, CachedFile>,
+    report: &mut OrganizerReport,
+) -> Result<LocalSide, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut side = LocalSide {
+        items: Vec::new(),
+        cache: Vec::new(),
+        broken: HashSet::new(),
+    };
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(side),
+        Err(e) => {
+            return Err(format!(
+                "cannot list the calendar folder {}: {e}",
+                dir.display()
+            ))
+        }
+    };
+    let mut by_uid: HashMap<String, String> = HashMap::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || !name.ends_with(".ics") {
+            continue;
+        }
+        let Ok(md) = entry.metadata() else { continue };
+        if !md.is_file() {
+            continue;
+        }
+        let key = (
+            md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            md.size() as i64,
+            md.ino() as i64,
+        );
+        let cached = cache
+            .get(&name)
+            .filter(|c| (c.mtime_ns, c.size, c.ino) == key)
+            .cloned();
+        let row = match cached {
+            Some(c) => c,
+            None => {
+                let bytes = match std::fs::read(entry.path()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!("{name}: cannot read: {e}"));
+                        if let Some(c) = cache.get(&name) {
+                            side.broken.insert(c.uid.clone());
+                        }
+                        continue;
+                    }
+                };
+                let info = match props::read_event(&bytes) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report
+                            .notes
+                            .push(format!("{name}: not a usable event ({e}); left alone"));
+                        if let Some(c) = cache.get(&name) {
+                            side.broken.insert(c.uid.clone());
+                        }
+                        continue;
+                    }
+                };
+                if info
+                    .x_props
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case(CONFLICT_COPY_PROP))
+                {
+                    continue; // conflict copies stay local
+                }
+                let mut fields = info.fields;
+                meeting_body::normalize(&mut fields);
+                CachedFile {
+                    file: name.clone(),
+                    mtime_ns: key.0,
+                    size: key.1,
+                    ino: key.2,
+                    uid: info.uid,
+                    hash: ics::content_hash(&bytes).to_vec(),
+                    fields,
+                }
+            }
+        };
+        if let Some(other) = by_uid.insert(row.uid.clone(), name.clone()) {
+            report.item_errors += 1;
+            report.notes.push(format!(
+                "UID {} is in two files ({other}, {name}): both left alone until one is removed",
+                shorten(&row.uid)
+            ));
+            side.broken.insert(row.uid.clone());
+        }
+        let mut hash = [0u8; 32];
+        if row.hash.len() == 32 {
+            hash.copy_from_slice(&row.hash);
+        }
+        side.items.push(Local {
+            uid: row.uid.clone(),
+            file: row.file.clone(),
+            fields: row.fields.clone(),
+            hash,
+        });
+        side.cache.push(row);
+    }
+    let broken = side.broken.clone();
+    side.items.retain(|l| !broken.contains(&l.uid));
+    side.items.sort_by(|a, b| a.uid.cmp(&b.uid));
+    Ok(side)
+}
+
+/// Run the two-way job of one organizer.
+#[allow(clippy::too_many_arguments)]
+pub async fn sync_organizer(
+    pair: &PairConfig,
+    client: &Client,
+    org: &Organizer,
+    state: &Mutex<State>,
+    opts: &JobOptions,
+    known_feed: &FeedState,
+    input: RemoteInput,
+    mut report: OrganizerReport,
+) -> OrganizerReport {
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let collection = report.collection.clone();
+    let unchanged_outcome = report.outcome;
+    let vdir = Vdir::new(&pair.store.path);
+    let dir = vdir.collection_dir(&collection);
+
+    // --- remote side ---
+    let remote = match input {
+        RemoteInput::Unchanged => None,
+        RemoteInput::Body {
+            body,
+            etag,
+            last_modified,
+        } => {
+            if known_feed.body_hash.as_deref() == Some(&ics::content_hash(&body)[..]) {
+                None
+            } else {
+                match parse_remote(&body, etag, last_modified, &mut report) {
+                    Ok(r) => Some(r),
+                    Err(e) => return fail(report, e),
+                }
+            }
+        }
+    };
+
+    // --- local side and base ---
+    let (cache, bases, intents) = {
+        let st = lock();
+        let c = st.local_cache(&pair.name, &collection);
+        let b = st.links(&pair.name, &org.key);
+        let i = st.intents(&pair.name, &org.key);
+        match (c, b, i) {
+            (Ok(c), Ok(b), Ok(i)) => (c, b, i),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(report, e.to_string()),
+        }
+    };
+    let local = match scan_local(&dir, &cache, &mut report) {
+        Ok(l) => l,
+        Err(e) => return fail(report, e),
+    };
+    let broken_remote = remote
+        .as_ref()
+        .map(|r| r.broken.clone())
+        .unwrap_or_default();
+    let plannable: Vec<Base> = bases
+        .iter()
+        .filter(|b| {
+            !local.broken.contains(&b.local_uid)
+                && !b
+                    .remote_uid
+                    .as_ref()
+                    .is_some_and(|u| broken_remote.contains(u))
+        })
+        .cloned()
+        .collect();
+    let policy = Policy {
+        conflict: pair.two_way.conflict,
+        delete_remote: pair.two_way.delete_remote_on_local_delete,
+        aged_before: opts.now - i64::from(pair.sync.past_days) * DAY,
+    };
+    let plan = reconcile::plan(
+        remote.as_ref().map(|r| r.items.as_slice()),
+        &local.items,
+        &plannable,
+        &intents,
+        &policy,
+    );
+
+    // --- safety ---
+    if let Some(why) = guard(
+        pair,
+        &plan,
+        &plannable,
+        remote.as_ref().map(|r| r.items.len()),
+        local.items.len(),
+        opts,
+    ) {
+        report.outcome = Outcome::Refused;
+        report.error = Some(why);
+        return report;
+    }
+    report.conflicts += plan.conflicts();
+    for s in plan.steps.iter().filter(|s| s.conflict.is_some()) {
+        let c = s.conflict.as_ref().expect("filtered");
+        report.notes.push(format!(
+            "conflict on \"{}\"{}: {}",
+            s.summary,
+            if c.fields.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    c.fields
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            c.resolution
+        ));
+    }
+    if !plan.is_empty() || remote.is_some() {
+        report.outcome = Outcome::Synced;
+    } else {
+        report.outcome = unchanged_outcome;
+    }
+    if opts.dry_run {
+        count_plan(&plan, &mut report);
+        report.plan = plan.render().lines().map(str::to_string).collect();
+        return report;
+    }
+
+    // --- execute: the calendar first (atomic, durable) ---
+    if let Err(e) = vdir.prepare_collection(&collection, &org.display_name) {
+        return fail(report, e.to_string());
+    }
+    let mut batch = vdir.batch(&collection);
+    let mut written: HashMap<String, Vec<u8>> = HashMap::new(); // local uid → new file bytes
+    let bases_by_uid: HashMap<&str, &Base> =
+        bases.iter().map(|b| (b.local_uid.as_str(), b)).collect();
+    let mut skip: HashSet<usize> = HashSet::new();
+    for (idx, s) in plan.steps.iter().enumerate() {
+        let luid = s.local_uid.clone().unwrap_or_default();
+        let file = s
+            .file
+            .clone()
+            .unwrap_or_else(|| format!("{}.ics", ics::file_stem_for_uid(&luid)));
+        let remote_bytes = s
+            .remote_uid
+            .as_ref()
+            .and_then(|u| remote.as_ref().and_then(|r| r.bytes.get(u)));
+        if s.keep_local_copy {
+            if let Ok(Some(cur)) = vdir.read(&collection, &file) {
+                let copy_uid = format!("{luid}-conflict-{}", opts.now);
+                let copy = props::with_uid(&cur, &copy_uid)
+                    .and_then(|b| props::set_property(&b, CONFLICT_COPY_PROP, &luid));
+                match copy {
+                    Ok(b) => {
+                        let name = format!("{}.ics", ics::file_stem_for_uid(&copy_uid));
+                        if let Err(e) = batch.stage(&name, &b) {
+                            return fail(report, format!("{e}; nothing was committed"));
+                        }
+                        report
+                            .notes
+                            .push(format!("conflict copy of \"{}\" kept as {name}", s.summary));
+                    }
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!(
+                            "{file}: cannot make a conflict copy ({e}); item left alone"
+                        ));
+                        skip.insert(idx);
+                        continue;
+                    }
+                }
+            }
+        }
+        let new_bytes = match &s.local {
+            LocalOp::None => None,
+            LocalOp::Create | LocalOp::Replace => remote_bytes.cloned(),
+            LocalOp::Transplant(fields) => {
+                let cur = vdir.read(&collection, &file).ok().flatten();
+                match (cur, remote_bytes) {
+                    (Some(cur), Some(rb)) => match props::transplant(&cur, rb, fields) {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            report.item_errors += 1;
+                            report
+                                .notes
+                                .push(format!("{file}: cannot merge ({e}); item left alone"));
+                            skip.insert(idx);
+                            continue;
+                        }
+                    },
+                    _ => None,
+                }
+            }
+            LocalOp::Delete => {
+                batch.delete(&file);
+                report.deleted += 1;
+                None
+            }
+        };
+        if let Some(b) = new_bytes {
+            if let Err(e) = batch.stage(&file, &b) {
+                return fail(report, format!("{e}; nothing was committed"));
+            }
+            match s.local {
+                LocalOp::Create => report.added += 1,
+                _ => report.changed += 1,
+            }
+            written.insert(luid, b);
+        } else if matches!(
+            s.local,
+            LocalOp::Create | LocalOp::Replace | LocalOp::Transplant(_)
+        ) {
+            skip.insert(idx);
+        }
+    }
+    if let Err(e) = batch.commit() {
+        return fail(report, format!("{e}; the sync state was not changed"));
+    }
+
+    // --- base rows for steps without remote writes ---
+    let mut upserts: Vec<Base> = Vec::new();
+    let mut removals: Vec<String> = Vec::new();
+    let mut intents_done: Vec<String> = Vec::new();
+    let local_hash_of = |luid: &str, fallback: Option<&Local>| -> Vec<u8> {
+        written
+            .get(luid)
+            .map(|b| ics::content_hash(b).to_vec())
+            .or_else(|| fallback.map(|l| l.hash.to_vec()))
+            .unwrap_or_default()
+    };
+    let locals_by_uid: HashMap<&str, &Local> =
+        local.items.iter().map(|l| (l.uid.as_str(), l)).collect();
+    let remotes_by_uid: HashMap<&str, &Remote> = remote
+        .as_ref()
+        .map(|r| r.items.iter().map(|i| (i.uid.as_str(), i)).collect())
+        .unwrap_or_default();
+    let mut remote_steps = Vec::new();
+    for (idx, s) in plan.steps.iter().enumerate() {
+        if skip.contains(&idx) {
+            continue;
+        }
+        if s.remote != RemoteOp::None {
+            remote_steps.push(idx);
+            continue;
+        }
+        let luid = s.local_uid.clone().unwrap_or_default();
+        let old = bases_by_uid.get(luid.as_str()).copied();
+        let r = s
+            .remote_uid
+            .as_deref()
+            .and_then(|u| remotes_by_uid.get(u))
+            .copied();
+        match &s.base {
+            BaseOp::Keep => {}
+            BaseOp::Forget => removals.push(luid.clone()),
+            BaseOp::Tombstone => {
+                if let Some(b) = old {
+                    let mut b = b.clone();
+                    b.tombstone = true;
+                    upserts.push(b);
+                }
+            }
+            BaseOp::Set(fields) => {
+                let file = s
+                    .file
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.ics", ics::file_stem_for_uid(&luid)));
+                upserts.push(Base {
+                    local_uid: luid.clone(),
+                    remote_uid: s.remote_uid.clone(),
+                    meeting_id: s.meeting_id.clone(),
+                    file,
+                    fields: fields.clone(),
+                    local_hash: local_hash_of(&luid, locals_by_uid.get(luid.as_str()).copied()),
+                    remote_hash: r
+                        .map(|r| r.hash.to_vec())
+                        .or_else(|| old.map(|b| b.remote_hash.clone()))
+                        .unwrap_or_default(),
+                    last_end: r
+                        .and_then(|r| r.last_end)
+                        .or_else(|| old.and_then(|b| b.last_end)),
+                    tombstone: false,
+                });
+                if s.adopted {
+                    intents_done.push(luid.clone());
+                    report.notes.push(format!(
+                        "adopted meeting {} for \"{}\" (created before an interruption)",
+                        s.meeting_id.as_deref().unwrap_or("?"),
+                        s.summary
+                    ));
+                }
+            }
+        }
+    }
+    let feed_after_local = remote.as_ref().map(|r| r.feed.clone());
+    if let Err(e) = lock().commit_links(
+        &pair.name,
+        &org.key,
+        &upserts,
+        &removals,
+        &intents_done,
+        feed_after_local.as_ref(),
+    ) {
+        return fail(
+            report,
+            format!("{e}; files were written and will be reconciled on the next run"),
+        );
+    }
+
+    // --- push: one request at a time, each committed on its own ---
+    let mut pushed = Vec::new();
+    for idx in remote_steps {
+        let s = &plan.steps[idx];
+        let luid = s.local_uid.clone().unwrap_or_default();
+        let old = bases_by_uid.get(luid.as_str()).copied();
+        let fields = match &s.base {
+            BaseOp::Set(f) => f.clone(),
+            _ => old.map(|b| b.fields.clone()).unwrap_or_default(),
+        };
+        let file = s
+            .file
+            .clone()
+            .unwrap_or_else(|| format!("{}.ics", ics::file_stem_for_uid(&luid)));
+        let local_now = locals_by_uid.get(luid.as_str()).copied();
+        // what the platform cannot hold is refused per item, never silently dropped
+        let (exdates, rdates) = match vdir.read(&collection, &file) {
+            Ok(Some(b)) => props::read_event(&b)
+                .map(|i| (i.exdates, i.rdates))
+                .unwrap_or((0, 0)),
+            _ => (0, 0),
+        };
+        if rdates > 0 && matches!(s.remote, RemoteOp::Create(_) | RemoteOp::Update { .. }) {
+            report.item_errors += 1;
+            report.notes.push(format!(
+                "\"{}\" ({file}) has RDATE occurrences, which the platform cannot hold; not pushed",
+                s.summary
+            ));
+            continue;
+        }
+        match &s.remote {
+            RemoteOp::None => {}
+            RemoteOp::Create(f) => {
+                let body = match meeting_body::meeting_body(f, exdates, None, None) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!("\"{}\" ({file}) cannot be created on the platform: {e}; it stays local", s.summary));
+                        continue;
+                    }
+                };
+                let intent = reconcile::Intent {
+                    local_uid: luid.clone(),
+                    summary: f.summary.clone(),
+                    start: f.start.as_ref().map(|w| w.unix()),
+                };
+                if let Err(e) = lock().add_intent(&pair.name, &org.key, &intent, opts.now) {
+                    return fail(report, e.to_string());
+                }
+                match client.create_meeting(&org.key, &body).await {
+                    Ok(created) => {
+                        let b = Base {
+                            local_uid: luid.clone(),
+                            remote_uid: None,
+                            meeting_id: Some(created.id.clone()),
+                            file,
+                            fields,
+                            local_hash: local_hash_of(&luid, local_now),
+                            remote_hash: Vec::new(),
+                            last_end: f.end.as_ref().map(|w| w.unix()),
+                            tombstone: false,
+                        };
+                        if let Err(e) = lock().commit_links(
+                            &pair.name,
+                            &org.key,
+                            &[b],
+                            &[],
+                            std::slice::from_ref(&luid),
+                            None,
+                        ) {
+                            return fail(report, format!("{e}; the meeting {} was created and will be adopted on the next run", created.id));
+                        }
+                        report.pushed.0 += 1;
+                        pushed.push(created.id);
+                    }
+                    Err(e) => {
+                        report.item_errors += 1;
+                        let definite = !e.outcome_unknown();
+                        if definite {
+                            let _ = lock().commit_links(
+                                &pair.name,
+                                &org.key,
+                                &[],
+                                &[],
+                                std::slice::from_ref(&luid),
+                                None,
+                            );
+                        }
+                        report.notes.push(format!(
+                            "creating \"{}\" failed: {e}{}",
+                            s.summary,
+                            if definite {
+                                ""
+                            } else {
+                                "; if it reached the platform it is adopted on the next run"
+                            }
+                        ));
+                    }
+                }
+            }
+            RemoteOp::Update { fields: f, .. } => {
+                let Some(id) = s.meeting_id.clone() else {
+                    continue;
+                };
+                let server = client.get_meeting(&org.key, &id).await.ok().flatten();
+                let body = match meeting_body::meeting_body(f, exdates, server.as_ref(), Some(&id))
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!("\"{}\" cannot be updated on the platform: {e}; the local change stays local", s.summary));
+                        continue;
+                    }
+                };
+                match client
+                    .update_meeting(&org.key, &id, &body, pair.two_way.notify_participants)
+                    .await
+                {
+                    Ok(_) => {
+                        let b = Base {
+                            local_uid: luid.clone(),
+                            remote_uid: s.remote_uid.clone(),
+                            meeting_id: Some(id.clone()),
+                            file,
+                            fields,
+                            local_hash: local_hash_of(&luid, local_now),
+                            remote_hash: old.map(|b| b.remote_hash.clone()).unwrap_or_default(),
+                            last_end: f
+                                .end
+                                .as_ref()
+                                .map(|w| w.unix())
+                                .or(old.and_then(|b| b.last_end)),
+                            tombstone: false,
+                        };
+                        if let Err(e) =
+                            lock().commit_links(&pair.name, &org.key, &[b], &[], &[], None)
+                        {
+                            return fail(report, e.to_string());
+                        }
+                        report.pushed.1 += 1;
+                        pushed.push(id);
+                    }
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!(
+                            "updating \"{}\" failed: {e}; retried on the next run",
+                            s.summary
+                        ));
+                    }
+                }
+            }
+            RemoteOp::Delete => {
+                let Some(id) = s.meeting_id.clone() else {
+                    continue;
+                };
+                match client.delete_meeting(&org.key, &id).await {
+                    Ok(()) | Err(ProviderError::NotFound { .. }) => {
+                        if let Err(e) = lock().commit_links(
+                            &pair.name,
+                            &org.key,
+                            &[],
+                            std::slice::from_ref(&luid),
+                            &[],
+                            None,
+                        ) {
+                            return fail(report, e.to_string());
+                        }
+                        report.pushed.2 += 1;
+                        pushed.push(id);
+                    }
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!(
+                            "deleting \"{}\" failed: {e}; retried on the next run",
+                            s.summary
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // --- settle: read the feed once more so the base holds the platform's new versions ---
+    if !pushed.is_empty() {
+        settle(pair, client, org, state, &mut report).await;
+    }
+
+    // --- remember what the calendar files look like now ---
+    let cache = lock()
+        .local_cache(&pair.name, &collection)
+        .unwrap_or_default();
+    let mut scratch = OrganizerReport::new(&report.organizer, &collection);
+    if let Ok(now) = scan_local(&dir, &cache, &mut scratch) {
+        if let Err(e) = lock().set_local_cache(&pair.name, &collection, &now.cache) {
+            tracing::warn!(error = %e, "cannot update the local file cache");
+        }
+    }
+    report
+}
+
+/// After pushes: fetch the feed, link created meetings to their feed UID and
+/// record the platform's new versions, so the next run plans nothing.
+async fn settle(
+    pair: &PairConfig,
+    client: &Client,
+    org: &Organizer,
+    state: &Mutex<State>,
+    report: &mut OrganizerReport,
+) {
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let fetched = match client.fetch_feed(org, &FeedState::default()).await {
+        Ok(crate::provider::webmeeting::FeedFetch::Body {
+            body,
+            etag,
+            last_modified,
+        }) => (body, etag, last_modified),
+        Ok(_) => return,
+        Err(e) => {
+            report.notes.push(format!(
+                "re-reading the feed after pushing failed: {e}; the next run settles it"
+            ));
+            return;
+        }
+    };
+    let mut scratch = OrganizerReport::new(&report.organizer, &report.collection);
+    let Ok(side) = parse_remote(&fetched.0, fetched.1, fetched.2, &mut scratch) else {
+        return;
+    };
+    let bases = match lock().links(&pair.name, &org.key) {
+        Ok(b) => b,
+        Err(_) => return,
+    };
+    let by_id: HashMap<&str, &Remote> = side
+        .items
+        .iter()
+        .filter_map(|r| r.meeting_id.as_deref().map(|m| (m, r)))
+        .collect();
+    let by_uid: HashMap<&str, &Remote> = side.items.iter().map(|r| (r.uid.as_str(), r)).collect();
+    let mut upserts = Vec::new();
+    let mut all_settled = true;
+    for b in bases {
+        let r = b
+            .remote_uid
+            .as_deref()
+            .and_then(|u| by_uid.get(u))
+            .or_else(|| b.meeting_id.as_deref().and_then(|m| by_id.get(m)))
+            .copied();
+        let Some(r) = r else { continue };
+        // only when the platform shows what we agreed on: else the next run merges
+        if r.fields != b.fields {
+            all_settled = false;
+            continue;
+        }
+        if b.remote_hash[..] != r.hash[..] || b.remote_uid.as_deref() != Some(&r.uid) {
+            let mut nb = b.clone();
+            nb.remote_uid = Some(r.uid.clone());
+            nb.remote_hash = r.hash.to_vec();
+            nb.last_end = r.last_end;
+            upserts.push(nb);
+        }
+    }
+    // the feed's validators are only stored when every item is settled;
+    // else the next run reads the feed in full and merges the difference
+    let feed = all_settled.then_some(&side.feed);
+    if let Err(e) = lock().commit_links(&pair.name, &org.key, &upserts, &[], &[], feed) {
+        report
+            .notes
+            .push(format!("cannot record the settled state: {e}"));
+    }
+}
+
+fn guard(
+    pair: &PairConfig,
+    plan: &Plan,
+    bases: &[Base],
+    remote_len: Option<usize>,
+    local_len: usize,
+    opts: &JobOptions,
+) -> Option<String> {
+    if opts.force_delete {
+        return None;
+    }
+    let known = bases.iter().filter(|b| !b.tombstone).count();
+    let force = format!(
+        "If this is intended, run `meetsync sync --once --pair {} --force-delete`",
+        pair.name
+    );
+    if known > 0 {
+        if remote_len == Some(0) && plan.local_deletes() > 0 {
+            return Some(format!(
+                "the feed came back with no meetings although {known} were synced before; nothing was deleted. {force}"
+            ));
+        }
+        if local_len == 0 && plan.remote_deletes() > 0 {
+            return Some(format!(
+                "the calendar folder is empty although {known} events were synced before; no meeting was deleted. {force}"
+            ));
+        }
+        let min = pair.sync.delete_guard_min_items as usize;
+        for (n, side) in [
+            (plan.local_deletes(), "calendar events"),
+            (plan.remote_deletes(), "meetings"),
+        ] {
+            let share = n as f64 / known as f64;
+            if known >= min && share > pair.sync.max_delete_share {
+                return Some(format!(
+                    "this run would delete {n} of {known} {side} ({:.0} %, more than max_delete_share = {}); nothing was changed. {force}",
+                    share * 100.0,
+                    pair.sync.max_delete_share
+                ));
+            }
+        }
+    }
+    let writes = plan.remote_writes();
+    if writes > pair.two_way.max_remote_writes as usize {
+        return Some(format!(
+            "this run would send {writes} changes to the platform, more than max_remote_writes = {}; nothing was changed. \
+             Check the calendar folder; raise max_remote_writes if this is intended",
+            pair.two_way.max_remote_writes
+        ));
+    }
+    None
+}
+
+fn count_plan(plan: &Plan, report: &mut OrganizerReport) {
+    for s in &plan.steps {
+        match s.local {
+            LocalOp::Create => report.added += 1,
+            LocalOp::Replace | LocalOp::Transplant(_) => report.changed += 1,
+            LocalOp::Delete => report.deleted += 1,
+            LocalOp::None => {}
+        }
+        match s.remote {
+            RemoteOp::Create(_) => report.pushed.0 += 1,
+            RemoteOp::Update { .. } => report.pushed.1 += 1,
+            RemoteOp::Delete => report.pushed.2 += 1,
+            RemoteOp::None => {}
+        }
+    }
+}
+
+fn fail(mut report: OrganizerReport, e: String) -> OrganizerReport {
+    report.outcome = Outcome::Failed;
+    report.error = Some(e);
+    report
+}

@@ -1,0 +1,355 @@
+//! Two-way pairs against the simulator: local edits, new events with
+//! attendees, local deletes, platform edits and conflicts, each in one run;
+//! a second run plans nothing; creates happen exactly once, even when the
+//! process is killed between the POST and the commit.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use meetsync::cycle::Outcome;
+use meetsync::ics::props;
+use meetsync::model::{Fields, When};
+use meetsync::sim::{Fault, MeetingSpec, Route, SimOptions};
+
+fn spec(topic: &str, days: i64) -> MeetingSpec {
+    let start = chrono::Utc::now() + chrono::Duration::days(days);
+    let start = start - chrono::Duration::seconds(start.timestamp() % 60);
+    MeetingSpec {
+        topic: topic.into(),
+        agenda: format!("Agenda of {topic}"),
+        start,
+        end: start + chrono::Duration::minutes(30),
+        timezone: "Europe/Zurich".into(),
+        invited: vec!["ann@example.test".into()],
+        recurrence: None,
+        extra_ics: vec![],
+    }
+}
+
+const TWO_WAY: &str = "direction = \"two-way\"\n";
+
+/// An environment whose pair is two-way with the given extra pair keys.
+async fn two_way_env(pair_keys: &str) -> (Env, meetsync::sim::UserInfo, Vec<String>) {
+    let env = Env::new(SimOptions::default(), 1, 0).await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    let text = text.replace(
+        "name = \"work\"\n",
+        &format!("name = \"work\"\n{TWO_WAY}{pair_keys}"),
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    let u = env.users[0].clone();
+    let ids = (0..6)
+        .map(|i| {
+            env.sim
+                .create_meeting(&u.id, spec(&format!("Meeting {i}"), i + 1))
+        })
+        .collect();
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(r.totals().0, 6, "{}", r.render());
+    (env, u, ids)
+}
+
+/// The file of the meeting with this id (its feed UID is the id).
+fn file_of(env: &Env, u: &meetsync::sim::UserInfo, id: &str) -> std::path::PathBuf {
+    collection_of(env, u).join(format!("{}.ics", meetsync::ics::file_stem_for_uid(id)))
+}
+
+fn edit_summary(path: &std::path::Path, summary: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut f = props::read_event(&bytes).unwrap().fields;
+    f.summary = summary.into();
+    std::fs::write(path, props::apply_fields(&bytes, &f).unwrap()).unwrap();
+}
+
+fn quiet(r: &meetsync::cycle::PairReport) -> bool {
+    r.ok()
+        && r.totals() == (0, 0, 0)
+        && r.organizers
+            .iter()
+            .all(|o| o.pushed == (0, 0, 0) && o.conflicts == 0)
+}
+
+#[tokio::test]
+async fn every_kind_of_change_ends_as_the_policy_says_in_one_run() {
+    let (env, u, ids) =
+        two_way_env("conflict = \"keep-both\"\non_local_delete = \"delete\"\n").await;
+    // a local edit
+    edit_summary(&file_of(&env, &u, &ids[0]), "Edited in the calendar ✎");
+    // a new local event with attendees
+    let start = chrono::Utc::now().timestamp() + 3 * 86_400;
+    let start = start - start % 60;
+    let new = Fields {
+        summary: "Created in khal".into(),
+        description: "Bring ideas".into(),
+        start: Some(When::Instant {
+            unix: start,
+            tzid: Some("Europe/Paris".into()),
+        }),
+        end: Some(When::Instant {
+            unix: start + 2700,
+            tzid: Some("Europe/Paris".into()),
+        }),
+        rrule: None,
+        attendees: BTreeSet::from([
+            "bob@example.test".to_string(),
+            "zoe@example.test".to_string(),
+        ]),
+    };
+    let coll = collection_of(&env, &u);
+    std::fs::write(
+        coll.join("khal-new.ics"),
+        props::new_event("khal-new-1@example.test", &new, start, &[]),
+    )
+    .unwrap();
+    // a local delete
+    std::fs::remove_file(file_of(&env, &u, &ids[2])).unwrap();
+    // a platform edit
+    env.sim
+        .update_meeting(&ids[3], |m| m.topic = "Moved by the organizer".into());
+    // the same field on both sides
+    edit_summary(&file_of(&env, &u, &ids[4]), "Calendar title");
+    env.sim
+        .update_meeting(&ids[4], |m| m.topic = "Platform title".into());
+
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    let o = org(&r, &u.email);
+    assert_eq!(o.pushed, (1, 1, 1), "{}", r.render());
+    assert_eq!(o.conflicts, 1, "{}", r.render());
+    // the local edit reached the platform
+    assert_eq!(
+        env.sim.meeting(&ids[0]).unwrap().topic,
+        "Edited in the calendar ✎"
+    );
+    // the new event is a meeting with its invitees
+    let created: Vec<_> = env
+        .sim
+        .meetings_of(&u.id)
+        .into_iter()
+        .filter(|m| m.topic == "Created in khal" && !m.deleted)
+        .collect();
+    assert_eq!(created.len(), 1);
+    let invited: BTreeSet<String> = created[0].invited.iter().map(|p| p.email.clone()).collect();
+    assert_eq!(invited, new.attendees);
+    assert_eq!(created[0].start.timestamp(), start);
+    assert_eq!(created[0].agenda, "Bring ideas");
+    // the local delete deleted the meeting
+    assert!(env.sim.meeting(&ids[2]).is_none_or(|m| m.deleted));
+    // the platform edit reached the calendar
+    let d = std::fs::read_to_string(file_of(&env, &u, &ids[3])).unwrap();
+    assert!(d.contains("SUMMARY:Moved by the organizer"), "{d}");
+    // the conflict: keep-both → the platform's title, and a conflict copy with ours
+    let e = std::fs::read_to_string(file_of(&env, &u, &ids[4])).unwrap();
+    assert!(e.contains("SUMMARY:Platform title"), "{e}");
+    assert_eq!(env.sim.meeting(&ids[4]).unwrap().topic, "Platform title");
+    let copies: Vec<String> = ics_files(&coll)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter(|t| t.contains("X-MEETSYNC-CONFLICT-COPY"))
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0].contains("SUMMARY:Calendar title"));
+    // a second run plans nothing and writes nothing
+    let before = snapshot(&env.cal());
+    let c0 = env.sim.counters();
+    let r2 = env.sync().await;
+    assert!(quiet(&r2), "second run did something:\n{}", r2.render());
+    assert_eq!(snapshot(&env.cal()), before);
+    let c1 = env.sim.counters();
+    assert_eq!(
+        c1.requests_to(Route::MeetingUpdate),
+        c0.requests_to(Route::MeetingUpdate)
+    );
+    assert_eq!(
+        c1.requests_to(Route::MeetingCreate),
+        c0.requests_to(Route::MeetingCreate)
+    );
+    // and a dry run shows an empty plan too
+    let mut o = opts(now());
+    o.dry_run = true;
+    let r3 = env.sync_with(o).await;
+    assert!(
+        r3.organizers.iter().all(|o| o.plan.is_empty()),
+        "{}",
+        r3.render()
+    );
+}
+
+#[tokio::test]
+async fn local_wins_and_remote_wins_resolve_the_same_field_conflict() {
+    for (policy, expect_remote, expect_local) in [
+        ("local-wins", "Calendar title", "Calendar title"),
+        ("remote-wins", "Platform title", "Platform title"),
+    ] {
+        let (env, u, ids) = two_way_env(&format!("conflict = \"{policy}\"\n")).await;
+        let path = file_of(&env, &u, &ids[1]);
+        edit_summary(&path, "Calendar title");
+        env.sim.update_meeting(&ids[1], |m| {
+            m.topic = "Platform title".into();
+            m.agenda = "Agenda changed on the platform".into();
+        });
+        let r = env.sync().await;
+        assert!(r.ok(), "{}", r.render());
+        assert_eq!(org(&r, &u.email).conflicts, 1, "{policy}: {}", r.render());
+        assert_eq!(
+            env.sim.meeting(&ids[1]).unwrap().topic,
+            expect_remote,
+            "{policy}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&format!("SUMMARY:{expect_local}")),
+            "{policy}: {text}"
+        );
+        // the other field merged from the platform under both policies
+        assert!(
+            text.contains("Agenda changed on the platform"),
+            "{policy}: {text}"
+        );
+        assert!(!ics_files(&collection_of(&env, &u))
+            .iter()
+            .any(|f| std::fs::read_to_string(f)
+                .unwrap()
+                .contains("CONFLICT-COPY")));
+        assert!(quiet(&env.sync().await), "{policy}: second run not quiet");
+    }
+}
+
+#[tokio::test]
+async fn mass_deletes_and_write_storms_are_refused_in_both_directions() {
+    let (env, u, ids) = two_way_env("on_local_delete = \"delete\"\nmax_remote_writes = 3\n").await;
+    let coll = collection_of(&env, &u);
+    // the calendar folder emptied: no meeting is deleted
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ics_files(&coll)
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(&f).unwrap();
+            (f, b)
+        })
+        .collect();
+    for (f, _) in &saved {
+        std::fs::remove_file(f).unwrap();
+    }
+    let r = env.sync().await;
+    assert_eq!(
+        org(&r, &u.email).outcome,
+        Outcome::Refused,
+        "{}",
+        r.render()
+    );
+    assert_eq!(env.sim.counters().requests_to(Route::MeetingDelete), 0);
+    assert!(ids
+        .iter()
+        .all(|id| env.sim.meeting(id).is_some_and(|m| !m.deleted)));
+    for (f, b) in &saved {
+        std::fs::write(f, b).unwrap();
+    }
+    // five new local events with max_remote_writes = 3: refused, nothing sent
+    for i in 0..5 {
+        let start = chrono::Utc::now().timestamp() + 86_400 * (i + 1);
+        let f = Fields {
+            summary: format!("storm {i}"),
+            start: Some(When::Instant {
+                unix: start - start % 60,
+                tzid: None,
+            }),
+            end: Some(When::Instant {
+                unix: start - start % 60 + 600,
+                tzid: None,
+            }),
+            ..Fields::default()
+        };
+        std::fs::write(
+            coll.join(format!("storm-{i}.ics")),
+            props::new_event(&format!("storm-{i}@x"), &f, start, &[]),
+        )
+        .unwrap();
+    }
+    let r = env.sync().await;
+    let o = org(&r, &u.email);
+    assert_eq!(o.outcome, Outcome::Refused, "{}", r.render());
+    assert!(o.error.as_ref().unwrap().contains("max_remote_writes"));
+    assert_eq!(env.sim.counters().requests_to(Route::MeetingCreate), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_post_and_commit_creates_exactly_one_meeting() {
+    let (env, u, _) = two_way_env("").await;
+    let start = chrono::Utc::now().timestamp() + 5 * 86_400;
+    let start = start - start % 60;
+    let f = Fields {
+        summary: "Created once, killed once".into(),
+        start: Some(When::Instant {
+            unix: start,
+            tzid: None,
+        }),
+        end: Some(When::Instant {
+            unix: start + 1800,
+            tzid: None,
+        }),
+        attendees: BTreeSet::from(["kim@example.test".to_string()]),
+        ..Fields::default()
+    };
+    let coll = collection_of(&env, &u);
+    std::fs::write(
+        coll.join("kill.ics"),
+        props::new_event("kill-1@example.test", &f, start, &[]),
+    )
+    .unwrap();
+    // the platform creates the meeting, then takes 30 s to answer
+    env.sim.inject_fault(
+        Route::MeetingCreate,
+        Fault::DelayAfter(Duration::from_secs(30)),
+        1,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meetsync"))
+        .args(["sync", "--once", "--config"])
+        .arg(&env.config_path)
+        .stdout(std::fs::File::create(env.dir.path().join("killed.out")).unwrap())
+        .stderr(std::fs::File::create(env.dir.path().join("killed.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.sim.counters().requests_to(Route::MeetingCreate) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        env.sim.counters().requests_to(Route::MeetingCreate),
+        1,
+        "the POST was sent: {}{}",
+        std::fs::read_to_string(env.dir.path().join("killed.out")).unwrap_or_default(),
+        std::fs::read_to_string(env.dir.path().join("killed.err")).unwrap_or_default()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    env.sim.clear_faults();
+    // restart: the meeting is adopted, not created again
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert!(r.render().contains("adopted"), "{}", r.render());
+    let same: Vec<_> = env
+        .sim
+        .meetings_of(&u.id)
+        .into_iter()
+        .filter(|m| m.topic == "Created once, killed once" && !m.deleted)
+        .collect();
+    assert_eq!(same.len(), 1, "exactly one meeting");
+    assert_eq!(env.sim.counters().requests_to(Route::MeetingCreate), 1);
+    // the pair has settled: no new file for the adopted meeting, nothing left to do
+    let files_with_topic = ics_files(&coll)
+        .iter()
+        .filter(|p| {
+            props::read_event(&std::fs::read(p).unwrap())
+                .unwrap()
+                .fields
+                .summary
+                == "Created once, killed once"
+        })
+        .count();
+    assert_eq!(files_with_topic, 1);
+    assert!(quiet(&env.sync().await));
+}
