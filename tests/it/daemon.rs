@@ -443,3 +443,72 @@ async fn a_failing_pair_backs_off_while_another_keeps_syncing() {
     );
     assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_edit_in_a_two_way_pair_reaches_the_platform_within_seconds() {
+    let env = Env::new(SimOptions::default(), 1, 0).await;
+    let u = env.users[0].clone();
+    let start = chrono::Utc::now() + chrono::Duration::days(2);
+    let id = env.sim.create_meeting(
+        &u.id,
+        meetsync::sim::MeetingSpec {
+            topic: "Before".into(),
+            agenda: String::new(),
+            start,
+            end: start + chrono::Duration::minutes(30),
+            timezone: "Europe/Zurich".into(),
+            invited: vec![],
+            recurrence: None,
+            extra_ics: vec![],
+        },
+    );
+    let port = free_port();
+    // a yearly schedule: only the folder watcher can explain a quick sync
+    write_daemon_config(&env, &daemon_section(port, 60), "0 0 1 1 *");
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    std::fs::write(
+        &env.config_path,
+        text.replace(
+            "name = \"work\"\n",
+            "name = \"work\"\ndirection = \"two-way\"\n",
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&env.config_path, env.dir.path(), port);
+    assert!(d.wait_message("READY=1", Duration::from_secs(15)));
+    let file =
+        collection_of(&env, &u).join(format!("{}.ics", meetsync::ics::file_stem_for_uid(&id)));
+    assert!(
+        poll_until(Duration::from_secs(15), || file.exists()).await,
+        "{}",
+        d.stderr()
+    );
+    // let the first job finish and its own writes settle
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bytes = std::fs::read(&file).unwrap();
+    let mut f = meetsync::ics::props::read_event(&bytes).unwrap().fields;
+    f.summary = "After, saved in the calendar".into();
+    std::fs::write(
+        &file,
+        meetsync::ics::props::apply_fields(&bytes, &f).unwrap(),
+    )
+    .unwrap();
+    let saved = Instant::now();
+    let sim = env.sim.clone();
+    let reached = poll_until(Duration::from_secs(20), || {
+        sim.meeting(&id)
+            .is_some_and(|m| m.topic == "After, saved in the calendar")
+    })
+    .await;
+    assert!(
+        reached,
+        "the edit never reached the platform: {}",
+        d.stderr()
+    );
+    assert!(
+        saved.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        saved.elapsed()
+    );
+    assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
+}
