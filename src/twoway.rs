@@ -116,6 +116,8 @@ struct LocalSide {
     cache: Vec<CachedFile>,
     /// UIDs that must not be planned this time (unreadable or duplicated files).
     broken: HashSet<String>,
+    /// Files that could not be read or parsed: their links are left alone.
+    broken_files: HashSet<String>,
 }
 
 fn scan_local(
@@ -128,6 +130,7 @@ fn scan_local(
         items: Vec::new(),
         cache: Vec::new(),
         broken: HashSet::new(),
+        broken_files: HashSet::new(),
     };
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -166,6 +169,7 @@ fn scan_local(
                     Err(e) => {
                         report.item_errors += 1;
                         report.notes.push(format!("{name}: cannot read: {e}"));
+                        side.broken_files.insert(name.clone());
                         if let Some(c) = cache.get(&name) {
                             side.broken.insert(c.uid.clone());
                         }
@@ -179,6 +183,7 @@ fn scan_local(
                         report
                             .notes
                             .push(format!("{name}: not a usable event ({e}); left alone"));
+                        side.broken_files.insert(name.clone());
                         if let Some(c) = cache.get(&name) {
                             side.broken.insert(c.uid.clone());
                         }
@@ -291,6 +296,7 @@ pub async fn sync_organizer(
         .iter()
         .filter(|b| {
             !local.broken.contains(&b.local_uid)
+                && !local.broken_files.contains(&b.file)
                 && !b
                     .remote_uid
                     .as_ref()
@@ -398,6 +404,22 @@ pub async fn sync_organizer(
                         skip.insert(idx);
                         continue;
                     }
+                }
+            }
+        }
+        if s.local == LocalOp::Create {
+            // never overwrite another event's file that happens to have this name
+            if let Ok(Some(existing)) = vdir.read(&collection, &file) {
+                let theirs = ics::uid_of_ics(&existing);
+                if theirs.as_deref() != Some(luid.as_str()) {
+                    report.item_errors += 1;
+                    report.notes.push(format!(
+                        "{file} already holds another event (UID {}); the meeting \"{}\" was not written",
+                        shorten(theirs.as_deref().unwrap_or("?")),
+                        s.summary
+                    ));
+                    skip.insert(idx);
+                    continue;
                 }
             }
         }
@@ -522,7 +544,13 @@ pub async fn sync_organizer(
             }
         }
     }
-    let feed_after_local = remote.as_ref().map(|r| r.feed.clone());
+    // Store the feed's validators only when every platform change was applied:
+    // else the next run must read the feed in full to see the rest again.
+    let feed_after_local = if skip.is_empty() && broken_remote.is_empty() {
+        remote.as_ref().map(|r| r.feed.clone())
+    } else {
+        None
+    };
     if let Err(e) = lock().commit_links(
         &pair.name,
         &org.key,
@@ -776,7 +804,17 @@ async fn settle(
         .collect();
     let by_uid: HashMap<&str, &Remote> = side.items.iter().map(|r| (r.uid.as_str(), r)).collect();
     let mut upserts = Vec::new();
-    let mut all_settled = true;
+    // a meeting nobody is linked to yet (added meanwhile) keeps the feed unsettled
+    let linked: HashSet<&str> = bases
+        .iter()
+        .flat_map(|b| [b.remote_uid.as_deref(), b.meeting_id.as_deref()])
+        .flatten()
+        .collect();
+    let mut all_settled = side.broken.is_empty()
+        && side.items.iter().all(|r| {
+            linked.contains(r.uid.as_str())
+                || r.meeting_id.as_deref().is_some_and(|m| linked.contains(m))
+        });
     for b in bases {
         let r = b
             .remote_uid

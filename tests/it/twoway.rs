@@ -353,3 +353,45 @@ async fn killed_between_post_and_commit_creates_exactly_one_meeting() {
     assert_eq!(files_with_topic, 1);
     assert!(quiet(&env.sync().await));
 }
+
+#[tokio::test]
+async fn a_corrupted_local_file_is_left_alone_not_taken_for_a_delete() {
+    let (env, u, ids) = two_way_env("on_local_delete = \"delete\"\n").await;
+    let path = file_of(&env, &u, &ids[0]);
+    std::fs::write(&path, b"this is not a calendar").unwrap();
+    // a user file that happens to carry the name of a new meeting's file is not overwritten
+    let new_id = env.sim.create_meeting(&u.id, spec("Newcomer", 9));
+    let clash = file_of(&env, &u, &new_id);
+    let other = Fields {
+        summary: "Mine".into(),
+        start: Some(When::Instant {
+            unix: 1_900_000_000,
+            tzid: None,
+        }),
+        end: Some(When::Instant {
+            unix: 1_900_000_600,
+            tzid: None,
+        }),
+        ..Fields::default()
+    };
+    std::fs::write(
+        &clash,
+        props::new_event("someone-else@x", &other, 1_900_000_000, &[]),
+    )
+    .unwrap();
+    let r = env.sync().await;
+    assert!(r.render().contains("not a usable event"), "{}", r.render());
+    assert!(
+        r.render().contains("already holds another event"),
+        "{}",
+        r.render()
+    );
+    assert!(
+        env.sim.meeting(&ids[0]).is_some_and(|m| !m.deleted),
+        "the meeting was deleted"
+    );
+    assert_eq!(env.sim.counters().requests_to(Route::MeetingDelete), 0);
+    assert_eq!(std::fs::read(&path).unwrap(), b"this is not a calendar");
+    let mine = props::read_event(&std::fs::read(&clash).unwrap()).unwrap();
+    assert_eq!(mine.uid, "someone-else@x");
+}
