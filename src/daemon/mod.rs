@@ -32,7 +32,7 @@ use ::notify as notify_crate;
 use notify::Notifier;
 
 /// A calendar folder must be quiet this long before its edits are synced.
-const DEBOUNCE: Duration = Duration::from_millis(1500);
+const DEBOUNCE: Duration = Duration::from_millis(1000);
 
 /// What the listener and the loop share.
 pub struct Shared {
@@ -184,9 +184,13 @@ pub async fn run(config_path: &Path) -> i32 {
     d.notifier.send("READY=1");
     d.status_line(None);
     tracing::info!(pairs = d.pairs.len(), "meetsync daemon started");
-    let tick = Notifier::watchdog_interval()
+    // a short tick keeps triggers and folder edits snappy; the watchdog is
+    // pinged at most every half watchdog interval (and at least every second)
+    let tick = Duration::from_millis(250);
+    let ping_every = Notifier::watchdog_interval()
         .unwrap_or(Duration::from_secs(1))
         .min(Duration::from_secs(1));
+    let mut last_ping = std::time::Instant::now() - ping_every;
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -214,9 +218,12 @@ pub async fn run(config_path: &Path) -> i32 {
             &[],
             now.timestamp() as f64,
         );
-        d.notifier.send("WATCHDOG=1");
+        if last_ping.elapsed() >= ping_every {
+            d.notifier.send("WATCHDOG=1");
+            last_ping = std::time::Instant::now();
+        }
         d.sync_quiet_edits();
-        d.start_due(now, &mut jobs, &done_tx, &shutdown);
+        d.start_due(Utc::now(), &mut jobs, &done_tx, &shutdown);
     }
     tracing::info!(
         running = d.running,
