@@ -557,6 +557,16 @@ def report(results, a):
                 fmt_int(g(m, "deleted")), fmt_int(g(v, "deleted")),
                 fmt_int(g(m, "requests")), fmt_int(g(v, "requests")),
                 fmt_int(g(m, "feed_304")), fmt_int(g(v, "feed_304"))))
+    split = []
+    for n in sizes:
+        m, v = sel(n, "meetsync", "first"), sel(n, "vdirsyncer", "first")
+        if m and v:
+            split.append("%s: meetsync %s user + %s sys, vdirsyncer %s user + %s sys" % (
+                "{:,}".format(n), fmt_t(med(m, "user")), fmt_t(med(m, "sys")),
+                fmt_t(med(v, "user")), fmt_t(med(v, "sys"))))
+    if split:
+        out.append("")
+        out.append("First sync CPU split (medians): " + "; ".join(split) + ".")
     disc = [r for r in rows if r["phase"] == "discover"]
     if disc:
         out.append("")

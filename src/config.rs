@@ -109,6 +109,8 @@ pub struct PlatformConfig {
     pub organizers: OrganizerSource,
     pub timeout_secs: u64,
     pub max_feed_bytes: u64,
+    /// Requests per second to the platform's host (0 = no limit).
+    pub max_requests_per_second: f64,
 }
 
 /// Where a secret comes from. The value itself is read only when needed.
@@ -816,6 +818,9 @@ impl<'t> Validator<'t> {
         let timeout_secs = self.integer(&mut r, "timeout_secs", 1, 3600).unwrap_or(60) as u64;
         let max_feed_bytes =
             self.integer(&mut r, "max_feed_mib", 1, 4096).unwrap_or(256) as u64 * 1024 * 1024;
+        let max_requests_per_second = self
+            .float(&mut r, "max_requests_per_second", 0.0, 10_000.0)
+            .unwrap_or(crate::http::DEFAULT_MAX_REQUESTS_PER_SECOND);
         let account = self.string(&mut r, "account_id");
         let only: Vec<String> = match r.get("only") {
             None => Vec::new(),
@@ -945,7 +950,7 @@ impl<'t> Validator<'t> {
         };
         self.finish(
             r,
-            "kind, base_url, api_key_file, api_key_env, api_key_credential, account_id, only, [[pair.platform.feed]], timeout_secs, max_feed_mib",
+            "kind, base_url, api_key_file, api_key_env, api_key_credential, account_id, only, [[pair.platform.feed]], timeout_secs, max_feed_mib, max_requests_per_second",
         );
         Some(PlatformConfig {
             base_url: base_url?,
@@ -953,6 +958,7 @@ impl<'t> Validator<'t> {
             organizers: organizers?,
             timeout_secs,
             max_feed_bytes,
+            max_requests_per_second,
         })
     }
 
@@ -1320,6 +1326,34 @@ path = "cal"
         assert_eq!(p.store.layout, Layout::PerOrganizer);
         assert_eq!(p.sync.past_days, 30);
         assert_eq!(c.state_dir, PathBuf::from("/tmp/state"));
+        assert_eq!(
+            p.platform.max_requests_per_second,
+            crate::http::DEFAULT_MAX_REQUESTS_PER_SECOND
+        );
+    }
+
+    #[test]
+    fn max_requests_per_second_is_a_non_negative_number() {
+        let with = |v: &str| {
+            parse_str(&GOOD.replace(
+                "[pair.store]",
+                &format!("max_requests_per_second = {v}\n[pair.store]"),
+            ))
+        };
+        assert_eq!(
+            with("2.5").unwrap().pairs[0]
+                .platform
+                .max_requests_per_second,
+            2.5
+        );
+        assert_eq!(
+            with("0").unwrap().pairs[0].platform.max_requests_per_second,
+            0.0
+        );
+        let e = with("-1").unwrap_err().to_string();
+        assert!(e.contains("max_requests_per_second"), "{e}");
+        let e = with("\"fast\"").unwrap_err().to_string();
+        assert!(e.contains("max_requests_per_second"), "{e}");
     }
 
     #[test]

@@ -356,7 +356,8 @@ async fn run_pair(
         timeout,
         pair.platform.max_feed_bytes,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_rate_limit(pair.platform.max_requests_per_second);
     if let Some(r) = &opts.retry {
         client = client
             .with_retry(r.clone(), timeout)

@@ -5,8 +5,15 @@
 //! A request is described to humans by a `Target`: method plus a URL whose
 //! secret parts (ICS tokens in paths) are already replaced. The real URL never
 //! reaches an error message: reqwest errors are stripped of it.
+//!
+//! Every attempt (retries included) first takes a token from the bucket of its
+//! host (`scheme://host:port`), shared by all clients of the process: at most
+//! `max_requests_per_second` on average, in bursts of at most one second's
+//! worth (see [`DEFAULT_MAX_REQUESTS_PER_SECOND`]).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -74,12 +81,72 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Requests per second to one host when the config does not say.
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
+
+/// A token bucket of one host.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+fn buckets() -> &'static Mutex<HashMap<String, Bucket>> {
+    static BUCKETS: OnceLock<Mutex<HashMap<String, Bucket>>> = OnceLock::new();
+    BUCKETS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// `scheme://host:port` of a URL: the unit of the rate limit.
+fn host_key(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+/// Wait until a request to `host` may go out at `rate` requests per second
+/// (a burst of up to `max(rate, 1)` requests, then one every `1/rate` s).
+/// Callers reserve their slot in arrival order; `rate <= 0` means no limit.
+pub async fn wait_for_slot(host: &str, rate: f64) -> Duration {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Duration::ZERO;
+    }
+    let wait = {
+        let mut map = buckets().lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let burst = rate.max(1.0);
+        let b = map.entry(host.to_string()).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let refill = now.saturating_duration_since(b.last).as_secs_f64() * rate;
+        b.tokens = (b.tokens + refill).min(burst);
+        b.last = now;
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / rate)
+        }
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    wait
+}
+
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     retry: RetryPolicy,
     /// Pair name for the request metrics.
     label: String,
+    /// Requests per second per host; 0 = no limit.
+    rate: f64,
 }
 
 impl Http {
@@ -97,7 +164,18 @@ impl Http {
             client,
             retry,
             label: String::new(),
+            rate: DEFAULT_MAX_REQUESTS_PER_SECOND,
         })
+    }
+
+    /// At most `per_second` requests per second to any one host (0 = no limit).
+    pub fn with_rate_limit(mut self, per_second: f64) -> Http {
+        self.rate = per_second;
+        self
+    }
+
+    pub fn rate_limit(&self) -> f64 {
+        self.rate
     }
 
     /// Name the pair in the request metrics.
@@ -134,7 +212,12 @@ impl Http {
             1
         };
         let mut last_err = None;
+        let host = host_key(url);
         for attempt in 0..attempts {
+            let waited = wait_for_slot(&host, self.rate).await;
+            if !waited.is_zero() {
+                tracing::debug!(target: "meetsync::http", request = target, ?waited, "rate limit");
+            }
             let mut req = self
                 .client
                 .request(method.clone(), url)
@@ -343,5 +426,35 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_spaces_requests_per_host() {
+        assert_eq!(
+            host_key("http://127.0.0.1:8080/api/v6/x?y"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            host_key("https://meeting.example.com/a"),
+            "https://meeting.example.com:443"
+        );
+        let host = "http://rate-limit-test.invalid:1";
+        let t = Instant::now();
+        for _ in 0..8 {
+            wait_for_slot(host, 5.0).await;
+        }
+        // a burst of 5, then 3 more 200 ms apart
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(550) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // another host has its own bucket; 0 means no limit
+        let t = Instant::now();
+        wait_for_slot("http://other-host.invalid:1", 5.0).await;
+        for _ in 0..100 {
+            wait_for_slot(host, 0.0).await;
+        }
+        assert!(t.elapsed() < Duration::from_millis(100));
     }
 }

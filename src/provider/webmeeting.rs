@@ -189,8 +189,18 @@ impl Client {
         retry: RetryPolicy,
         timeout: Duration,
     ) -> Result<Client, ProviderError> {
-        self.http = Http::new(timeout, retry)?.with_label(&self.pair);
+        let rate = self.http.rate_limit();
+        self.http = Http::new(timeout, retry)?
+            .with_label(&self.pair)
+            .with_rate_limit(rate);
         Ok(self)
+    }
+
+    /// At most `per_second` requests per second to one host (0 = no limit);
+    /// the default is [`crate::http::DEFAULT_MAX_REQUESTS_PER_SECOND`].
+    pub fn with_rate_limit(mut self, per_second: f64) -> Client {
+        self.http = self.http.with_rate_limit(per_second);
+        self
     }
 
     fn api_headers(&self) -> Result<HeaderMap, ProviderError> {

@@ -117,9 +117,12 @@ impl Batch {
     /// Write `bytes` to a temp file that `commit` renames to `file`.
     pub fn stage(&mut self, file: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let target = self.dir.join(file);
+        // unique per process and call: concurrent jobs may share a folder
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self
             .dir
-            .join(format!(".{file}{TMP_MARK}-{}", std::process::id()));
+            .join(format!(".{file}{TMP_MARK}-{}-{seq}", std::process::id()));
         let res = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -274,6 +277,40 @@ mod tests {
             fs::read_to_string(c.join("displayname")).unwrap(),
             "Calendar"
         );
+    }
+
+    #[test]
+    fn concurrent_batches_in_one_folder_do_not_disturb_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vdir::new(dir.path());
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let v = v.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20 {
+                        // every thread prepares the folder (cleaning leftovers) and writes
+                        v.prepare_collection("c", "C").unwrap();
+                        let mut b = v.batch("c");
+                        b.stage("shared.ics", format!("{t}-{i}").as_bytes())
+                            .unwrap();
+                        b.stage(&format!("{t}-{i}.ics"), b"x").unwrap();
+                        b.commit().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(ics_count(&dir.path().join("c")), 8 * 20 + 1);
+    }
+
+    fn ics_count(p: &Path) -> usize {
+        fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ics"))
+            .count()
     }
 
     #[test]
