@@ -395,3 +395,82 @@ async fn a_corrupted_local_file_is_left_alone_not_taken_for_a_delete() {
     let mine = props::read_event(&std::fs::read(&clash).unwrap()).unwrap();
     assert_eq!(mine.uid, "someone-else@x");
 }
+
+#[tokio::test]
+async fn a_new_weekly_series_becomes_a_recurring_meeting_and_settles() {
+    let (env, u, _) = two_way_env("notify_participants = true\n").await;
+    let start = chrono::Utc::now().timestamp() + 2 * 86_400;
+    let start = start - start % 3600;
+    let f = Fields {
+        summary: "Weekly sync — équipe".into(),
+        start: Some(When::Instant {
+            unix: start,
+            tzid: Some("Europe/Paris".into()),
+        }),
+        end: Some(When::Instant {
+            unix: start + 1800,
+            tzid: Some("Europe/Paris".into()),
+        }),
+        rrule: Some("FREQ=WEEKLY;COUNT=6".into()),
+        ..Fields::default()
+    };
+    let coll = collection_of(&env, &u);
+    let path = coll.join("weekly.ics");
+    std::fs::write(
+        &path,
+        props::new_event("weekly-1@example.test", &f, start, &[]),
+    )
+    .unwrap();
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(org(&r, &u.email).pushed, (1, 0, 0), "{}", r.render());
+    let m = env
+        .sim
+        .meetings_of(&u.id)
+        .into_iter()
+        .find(|m| m.topic == f.summary)
+        .unwrap();
+    assert!(m.is_recurring);
+    let rec = m.recurrence.clone().expect("the platform holds the rule");
+    assert_eq!(rec.count, Some(6));
+    // the local file still has its rule, and the pair has settled
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("RRULE:FREQ=WEEKLY;COUNT=6"), "{text}");
+    assert!(quiet(&env.sync().await));
+    // an edit of the series reaches the platform, with the notify flag (/true)
+    let bytes = std::fs::read(&path).unwrap();
+    let mut g = props::read_event(&bytes).unwrap().fields;
+    g.summary = "Weekly sync — renamed".into();
+    std::fs::write(&path, props::apply_fields(&bytes, &g).unwrap()).unwrap();
+    let mails = env.sim.counters().mails_sent;
+    let r = env.sync().await;
+    assert_eq!(org(&r, &u.email).pushed, (0, 1, 0), "{}", r.render());
+    assert_eq!(
+        env.sim.meeting(&m.id).unwrap().topic,
+        "Weekly sync — renamed"
+    );
+    assert_eq!(
+        env.sim.counters().mails_sent,
+        mails + 1,
+        "notify_participants maps to /true"
+    );
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("RRULE:FREQ=WEEKLY;COUNT=6"));
+    assert!(quiet(&env.sync().await));
+}
+
+#[tokio::test]
+async fn an_empty_feed_is_refused_in_two_way_pairs_too() {
+    let (env, u, _) = two_way_env("").await;
+    let before = snapshot(&env.cal());
+    env.sim.inject_fault(Route::Feed, Fault::EmptyCalendar, 10);
+    let r = env.sync().await;
+    assert_eq!(
+        org(&r, &u.email).outcome,
+        Outcome::Refused,
+        "{}",
+        r.render()
+    );
+    assert_eq!(snapshot(&env.cal()), before);
+}
