@@ -387,6 +387,9 @@ async fn run_pair(
                 let p = f.ics_path.load().map_err(|e| {
                     format!("feed path of {} ({}): {e}", f.name, f.ics_path.describe())
                 })?;
+                if let Some(w) = &p.warning {
+                    tracing::warn!(pair = %pair.name, "{w}");
+                }
                 v.push(Organizer::from_feed(&f.name, p.value));
             }
             v
@@ -544,9 +547,11 @@ struct FetchedFeed {
     last_modified: Option<String>,
 }
 
+/// Planned writes hold hashes, not bytes: items are rendered again when
+/// written, so a big first sync never holds a second copy of the feed.
 enum Action<'a> {
-    Add(&'a FeedItem, Vec<u8>, [u8; 32]),
-    Change(&'a FeedItem, Vec<u8>, [u8; 32], ItemState),
+    Add(&'a FeedItem, [u8; 32]),
+    Change(&'a FeedItem, [u8; 32], ItemState),
     Delete(ItemState, &'static str),
 }
 
@@ -594,7 +599,12 @@ fn apply_feed(
         }
         return report;
     }
-    let split: SplitFeed = match ics::split_feed(&fetched.body) {
+    let FetchedFeed {
+        body,
+        etag: new_etag,
+        last_modified: new_last_modified,
+    } = fetched;
+    let split: SplitFeed = match ics::split_feed_owned(body) {
         Ok(s) => s,
         Err(e) => {
             report.outcome = Outcome::Failed;
@@ -629,6 +639,7 @@ fn apply_feed(
     let lo = opts.now - i64::from(pair.sync.past_days) * DAY;
     let hi = opts.now + i64::from(pair.sync.future_days) * DAY;
     let mut actions: Vec<Action> = Vec::new();
+    let mut scratch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut seen: HashSet<&str> = HashSet::with_capacity(split.items().len());
     let mut live_items = 0usize;
     for item in split.items() {
@@ -646,12 +657,13 @@ fn apply_feed(
                 continue;
             }
         }
-        let bytes = split.render(item);
-        let hash = ics::content_hash(&bytes);
+        scratch.clear();
+        split.render_into(item, &mut scratch);
+        let hash = ics::content_hash(&scratch);
         match row {
             Some(r) if r.remote_hash[..] == hash[..] => {}
-            Some(r) => actions.push(Action::Change(item, bytes, hash, r.clone())),
-            None => actions.push(Action::Add(item, bytes, hash)),
+            Some(r) => actions.push(Action::Change(item, hash, r.clone())),
+            None => actions.push(Action::Add(item, hash)),
         }
     }
     let mut removals: Vec<String> = Vec::new();
@@ -734,7 +746,7 @@ fn apply_feed(
                         ics::file_stem_for_uid(&i.uid)
                     ));
                 }
-                Action::Change(i, _, _, r) => {
+                Action::Change(i, _, r) => {
                     report.changed += 1;
                     report
                         .plan
@@ -767,7 +779,10 @@ fn apply_feed(
     let mut files_in_job: HashMap<String, &str> = HashMap::new();
     for a in actions {
         match a {
-            Action::Add(item, bytes, hash) => {
+            Action::Add(item, hash) => {
+                scratch.clear();
+                split.render_into(item, &mut scratch);
+                let bytes = &scratch;
                 let file = format!("{}.ics", ics::file_stem_for_uid(&item.uid));
                 if let Some(other) = files_in_job.insert(file.clone(), item.uid.as_str()) {
                     report.item_errors += 1;
@@ -805,7 +820,7 @@ fn apply_feed(
                     }
                 };
                 match existing {
-                    Some(cur) if cur == bytes => {
+                    Some(cur) if cur == *bytes => {
                         // written by an interrupted run: adopt it
                         upserts.push(row_for(item, &collection, file, hash, hash));
                         report.added += 1;
@@ -829,7 +844,10 @@ fn apply_feed(
                     }
                 }
             }
-            Action::Change(item, bytes, hash, row) => {
+            Action::Change(item, hash, row) => {
+                scratch.clear();
+                split.render_into(item, &mut scratch);
+                let bytes = &scratch;
                 let cur = match vdir.read(&row.collection, &row.file) {
                     Ok(x) => x,
                     Err(e) => {
@@ -842,7 +860,7 @@ fn apply_feed(
                 };
                 let locally_edited = match &cur {
                     None => false, // deleted locally: the platform's version comes back
-                    Some(c) if *c == bytes => {
+                    Some(c) if *c == *bytes => {
                         upserts.push(row_for(item, &row.collection, row.file.clone(), hash, hash));
                         report.changed += 1;
                         continue;
@@ -928,8 +946,8 @@ fn apply_feed(
         upserts,
         removals,
         feed: Some(FeedState {
-            etag: fetched.etag,
-            last_modified: fetched.last_modified,
+            etag: new_etag,
+            last_modified: new_last_modified,
             body_hash: Some(body_hash),
             items: live_items as i64,
         }),
