@@ -769,12 +769,34 @@ fn apply_feed(
         report.error = Some(e.to_string());
         return report;
     }
-    let mut batch = vdir.batch(&collection);
-    let mut upserts: Vec<ItemState> = Vec::new();
     let staged_total = actions
         .iter()
         .filter(|a| !matches!(a, Action::Delete(..)))
         .count();
+    let mut batch = vdir.batch_for(&collection, staged_total);
+    let mut upserts: Vec<ItemState> = Vec::new();
+    // one folder listing and one owner query instead of a lookup per new file
+    let adds = actions.iter().any(|a| matches!(a, Action::Add(..)));
+    let (present, owners) = if adds {
+        let present = match vdir.names(&collection) {
+            Ok(p) => p,
+            Err(e) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(e.to_string());
+                return report;
+            }
+        };
+        match lock().file_owners(&pair.name, &collection) {
+            Ok(o) => (present, o),
+            Err(e) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(e.to_string());
+                return report;
+            }
+        }
+    } else {
+        Default::default()
+    };
     progress.add_total(staged_total);
     let mut files_in_job: HashMap<String, &str> = HashMap::new();
     for a in actions {
@@ -793,8 +815,8 @@ fn apply_feed(
                     ));
                     continue;
                 }
-                match lock().file_owner(&pair.name, &collection, &file) {
-                    Ok(Some((o, u))) if o != org_key || u != item.uid => {
+                if let Some((o, u)) = owners.get(&file) {
+                    if o != org_key || *u != item.uid {
                         report.item_errors += 1;
                         report.notes.push(format!(
                             "UID {}: the file {file} already belongs to another organizer's meeting; skipped",
@@ -802,14 +824,13 @@ fn apply_feed(
                         ));
                         continue;
                     }
-                    Err(e) => {
-                        report.outcome = Outcome::Failed;
-                        report.error = Some(e.to_string());
-                        return report;
-                    }
-                    _ => {}
                 }
-                let existing = match vdir.read(&collection, &file) {
+                let existing = if !present.contains(&file) {
+                    Ok(None)
+                } else {
+                    vdir.read(&collection, &file)
+                };
+                let existing = match existing {
                     Ok(x) => x,
                     Err(e) => {
                         report.item_errors += 1;

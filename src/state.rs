@@ -220,20 +220,24 @@ impl State {
         Ok(out)
     }
 
-    /// Whether another organizer of this pair already owns `file` in `collection`.
-    pub fn file_owner(
+    /// Every file of a collection with the organizer and UID that own it.
+    pub fn file_owners(
         &self,
         pair: &str,
         collection: &str,
-        file: &str,
-    ) -> Result<Option<(String, String)>, StateError> {
-        self.conn
-            .query_row(
-                "SELECT organizer, uid FROM items WHERE pair=?1 AND collection=?2 AND file=?3",
-                params![pair, collection, file],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+    ) -> Result<HashMap<String, (String, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT file, organizer, uid FROM items WHERE pair=?1 AND collection=?2",
             )
-            .optional()
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, collection], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<HashMap<_, _>, _>>()
             .map_err(|e| self.err(e))
     }
 
@@ -610,8 +614,8 @@ mod tests {
         assert_eq!(s.items("p", "o").unwrap().get("u1"), Some(&item));
         assert_eq!(s.feed("p", "o").unwrap().etag.as_deref(), Some("\"e\""));
         assert_eq!(
-            s.file_owner("p", "c", "u1.ics").unwrap(),
-            Some(("o".into(), "u1".into()))
+            s.file_owners("p", "c").unwrap().get("u1.ics"),
+            Some(&("o".to_string(), "u1".to_string()))
         );
         s.commit(
             "p",

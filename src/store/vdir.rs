@@ -95,10 +95,34 @@ impl Vdir {
     }
 
     pub fn batch(&self, collection: &str) -> Batch {
+        self.batch_for(collection, 0)
+    }
+
+    /// A batch that expects about `files` writes: a big one skips the
+    /// per-file fsync from the start and flushes once with `syncfs`.
+    pub fn batch_for(&self, collection: &str, files: usize) -> Batch {
         Batch {
             dir: self.collection_dir(collection),
             staged: Vec::new(),
             deletes: Vec::new(),
+            big: files > SYNCFS_THRESHOLD,
+        }
+    }
+
+    /// The names in a collection folder (one listing instead of one lookup per file).
+    pub fn names(&self, collection: &str) -> Result<std::collections::HashSet<String>, StoreError> {
+        let dir = self.collection_dir(collection);
+        match fs::read_dir(&dir) {
+            Ok(rd) => Ok(rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(StoreError::Io {
+                action: "cannot list",
+                path: dir,
+                source: e,
+            }),
         }
     }
 }
@@ -108,6 +132,8 @@ pub struct Batch {
     dir: PathBuf,
     staged: Vec<(PathBuf, PathBuf)>,
     deletes: Vec<PathBuf>,
+    /// Flush with one `syncfs` at commit instead of an fsync per file.
+    big: bool,
 }
 
 /// Above this many files, one `syncfs` is cheaper than an `fsync` per file.
@@ -130,7 +156,7 @@ impl Batch {
                 .truncate(true)
                 .open(&tmp)?;
             f.write_all(bytes)?;
-            if self.staged.len() < SYNCFS_THRESHOLD {
+            if !self.big && self.staged.len() < SYNCFS_THRESHOLD {
                 // small batches: fsync now; big ones: one syncfs in commit
                 f.sync_data()?;
             }
@@ -165,7 +191,7 @@ impl Batch {
         if self.is_empty() {
             return Ok(());
         }
-        if self.staged.len() > SYNCFS_THRESHOLD {
+        if self.big || self.staged.len() >= SYNCFS_THRESHOLD {
             let d = File::open(&self.dir)
                 .map_err(io_err("cannot open the calendar folder", &self.dir))?;
             sync_filesystem(&d).map_err(io_err("cannot flush the calendar folder", &self.dir))?;
@@ -243,6 +269,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         dir: dir.to_path_buf(),
         staged: Vec::new(),
         deletes: Vec::new(),
+        big: false,
     };
     b.stage(&name, bytes)?;
     b.commit()
