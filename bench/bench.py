@@ -360,6 +360,9 @@ def events_in(root):
 
 # ---------------------------------------------------------------- tools
 
+MAX_RPS = None  # --max-rps: written as [pair.platform] max_requests_per_second when set
+
+
 def meetsync_config(d, sim, only):
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, "meetsync.toml")
@@ -370,6 +373,8 @@ def meetsync_config(d, sim, only):
                 % (d, sim.base, sim.account))
         if only:
             f.write("only = [%s]\n" % ", ".join('"%s"' % o for o in only))
+        if MAX_RPS is not None:
+            f.write("max_requests_per_second = %s\n" % MAX_RPS)
         f.write('\n[pair.store]\nkind = "vdir"\npath = "%s/calendars"\n\n'
                 '[pair.sync]\npast_days = 36500\nfuture_days = 36500\n' % d)
     return cfg, os.path.join(d, "calendars")
@@ -539,8 +544,8 @@ def report(results, a):
     out.append("")
     out.append("| meetings | phase | wall meetsync | wall vdirsyncer | ratio | CPU meetsync | CPU vdirsyncer | ratio "
                "| peak RSS meetsync | peak RSS vdirsyncer | ratio | files written m / v | deleted m / v "
-               "| HTTP req m / v | 304s m / v |")
-    out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "| HTTP req m / v | 304s m / v | wall ratio, each run |")
+    out.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
         for ph in phases:
             m, v = sel(n, "meetsync", ph), sel(n, "vdirsyncer", ph)
@@ -548,7 +553,14 @@ def report(results, a):
                 continue
             g = lambda rs, k: med(rs, k) if rs else None
             mib = lambda x: "—" if x is None else "%.1f MiB" % (x / 1024)
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s / %s |" % (
+            per_run = []
+            for r in sorted({x["run"] for x in m}):
+                mw = [x["wall"] for x in m if x["run"] == r]
+                vw = [x["wall"] for x in v if x["run"] == r]
+                if mw and vw:
+                    per_run.append(vw[0] / mw[0])
+            spread = ("%.1f–%.1f×" % (min(per_run), max(per_run))) if len(per_run) > 1 else "—"
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s |" % (
                 "{:,}".format(n), pname[ph],
                 fmt_t(g(m, "wall")), fmt_t(g(v, "wall")), fmt_ratio(g(v, "wall"), g(m, "wall")),
                 fmt_t(g(m, "cpu")), fmt_t(g(v, "cpu")), fmt_ratio(g(v, "cpu"), g(m, "cpu")),
@@ -556,7 +568,7 @@ def report(results, a):
                 fmt_int(g(m, "written")), fmt_int(g(v, "written")),
                 fmt_int(g(m, "deleted")), fmt_int(g(v, "deleted")),
                 fmt_int(g(m, "requests")), fmt_int(g(v, "requests")),
-                fmt_int(g(m, "feed_304")), fmt_int(g(v, "feed_304"))))
+                fmt_int(g(m, "feed_304")), fmt_int(g(v, "feed_304")), spread))
     split = []
     for n in sizes:
         m, v = sel(n, "meetsync", "first"), sel(n, "vdirsyncer", "first")
@@ -711,8 +723,20 @@ def main():
     p.add_argument("--no-pad", dest="pad", action="store_false",
                    help="serve the simulator's feed as generated (~9.5 MB per 10k meetings)")
     p.add_argument("--json", help="write all raw measurements here")
+    p.add_argument("--max-rps", help="set meetsync's [pair.platform] max_requests_per_second "
+                   "(default: leave it out, i.e. meetsync's default)")
+    p.add_argument("--report", metavar="JSON", help="only print the report of an earlier run's JSON")
+    if "--report" in sys.argv:
+        i = sys.argv.index("--report")
+        with open(sys.argv[i + 1]) as f:
+            results = json.load(f)
+        a = argparse.Namespace(**results["params"])
+        print(report(results, a))
+        return 0
     a = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    global MAX_RPS
+    MAX_RPS = a.max_rps
     clear_scratch(a.work)
     results = {"rows": [], "scale": [], "feeds": {}, "checks": [], "problems": [],
                "params": {k: v for k, v in vars(a).items()}}

@@ -14,7 +14,9 @@ N-meeting feed from the simulator (same feed as bench.py). Run by
                    sha2 takes its portable path: SHA-256 weighs far more
                    there than natively (SHA-NI).
   heap-*.txt       peak heap and who holds it (heaptrack, else massif).
-  strace-*.txt     system calls by count and time (strace -c -f).
+  strace-*.txt     system calls by count and CPU time (strace -c -f), and
+                   strace-wall-*: by wall time inside the call (-w: waits
+                   for syncfs and the network included; all threads summed).
 """
 
 import argparse
@@ -174,6 +176,10 @@ def main():
         if shutil.which("strace"):
             txt = os.path.join(a.out, "strace-%s.txt" % tag)
             sh(["strace", "-f", "-c", "-o", txt] + fresh(), env)
+            reports.append(txt)
+            # -w: wall-clock time inside each call, waits included (syncfs, network)
+            txt = os.path.join(a.out, "strace-wall-%s.txt" % tag)
+            sh(["strace", "-f", "-c", "-w", "-o", txt] + fresh(), env)
             reports.append(txt)
     finally:
         sim.stop()
