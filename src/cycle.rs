@@ -20,7 +20,7 @@ use crate::config::{Direction, Layout, OrganizerSource, PairConfig};
 use crate::http::RetryPolicy;
 use crate::ics::{self, FeedItem, SplitFeed};
 use crate::provider::webmeeting::{Client, FeedFetch, Organizer};
-use crate::state::{Commit, FeedState, ItemState, RunRecord, State};
+use crate::state::{Commit, FeedState, ItemState, PendingWrite, RunRecord, State};
 use crate::store::vdir::Vdir;
 use crate::twoway;
 
@@ -634,6 +634,22 @@ fn apply_feed(
             return report;
         }
     };
+    // files a job killed before its commit had moved into place: they are
+    // ours (overwritten or removed like synced ones), not a user's
+    let pending = match lock().pending(&pair.name, org_key) {
+        Ok(p) => p,
+        Err(e) => {
+            report.outcome = Outcome::Failed;
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
+    let ours = |uid: &str, bytes: &[u8]| {
+        let h = ics::content_hash(bytes);
+        pending
+            .get(uid)
+            .is_some_and(|ws| ws.iter().any(|p| p.hash[..] == h[..]))
+    };
 
     // --- plan ---
     let lo = opts.now - i64::from(pair.sync.past_days) * DAY;
@@ -661,7 +677,9 @@ fn apply_feed(
         split.render_into(item, &mut scratch);
         let hash = ics::content_hash(&scratch);
         match row {
-            Some(r) if r.remote_hash[..] == hash[..] => {}
+            // an interrupted run may have left another version in place:
+            // check the file even if the platform's item is back to the synced one
+            Some(r) if r.remote_hash[..] == hash[..] && !pending.contains_key(&item.uid) => {}
             Some(r) => actions.push(Action::Change(item, hash, r.clone())),
             None => actions.push(Action::Add(item, hash)),
         }
@@ -798,6 +816,14 @@ fn apply_feed(
         Default::default()
     };
     progress.add_total(staged_total);
+    let added: HashSet<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Add(i, _) => Some(i.uid.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut writes: Vec<PendingWrite> = Vec::new();
     let mut files_in_job: HashMap<String, &str> = HashMap::new();
     for a in actions {
         match a {
@@ -846,19 +872,26 @@ fn apply_feed(
                         upserts.push(row_for(item, &collection, file, hash, hash));
                         report.added += 1;
                     }
-                    Some(_) => {
+                    Some(cur) if !ours(&item.uid, &cur) => {
                         report.item_errors += 1;
                         report.notes.push(format!(
                             "{file} exists with other content (UID {}); the local file was kept",
                             shorten(&item.uid)
                         ));
                     }
-                    None => {
-                        if let Err(e) = batch.stage(&file, &bytes) {
+                    // new, or an older version an interrupted run wrote
+                    _ => {
+                        if let Err(e) = batch.stage(&file, bytes) {
                             report.outcome = Outcome::Failed;
                             report.error = Some(format!("{e}; nothing was committed"));
                             return report;
                         }
+                        writes.push(PendingWrite {
+                            uid: item.uid.clone(),
+                            collection: collection.clone(),
+                            file: file.clone(),
+                            hash: hash.to_vec(),
+                        });
                         progress.tick();
                         upserts.push(row_for(item, &collection, file, hash, hash));
                         report.added += 1;
@@ -886,7 +919,9 @@ fn apply_feed(
                         report.changed += 1;
                         continue;
                     }
-                    Some(c) => ics::content_hash(c)[..] != row.local_hash[..],
+                    Some(c) => {
+                        ics::content_hash(c)[..] != row.local_hash[..] && !ours(&item.uid, c)
+                    }
                 };
                 if locally_edited {
                     report.conflicts += 1;
@@ -909,17 +944,30 @@ fn apply_feed(
                     Some(vdir.batch(&row.collection))
                 };
                 let target = b.as_mut().unwrap_or(&mut batch);
-                if let Err(e) = target.stage(&row.file, &bytes) {
+                if let Err(e) = target.stage(&row.file, bytes) {
                     report.outcome = Outcome::Failed;
                     report.error = Some(format!("{e}; nothing was committed"));
                     return report;
                 }
+                let w = PendingWrite {
+                    uid: item.uid.clone(),
+                    collection: row.collection.clone(),
+                    file: row.file.clone(),
+                    hash: hash.to_vec(),
+                };
                 if let Some(b) = b {
+                    if let Err(e) = lock().add_pending(&pair.name, org_key, &[w]) {
+                        report.outcome = Outcome::Failed;
+                        report.error = Some(format!("{e}; nothing was committed"));
+                        return report;
+                    }
                     if let Err(e) = b.commit() {
                         report.outcome = Outcome::Failed;
                         report.error = Some(e.to_string());
                         return report;
                     }
+                } else {
+                    writes.push(w);
                 }
                 progress.tick();
                 upserts.push(row_for(item, &row.collection, row.file.clone(), hash, hash));
@@ -928,7 +976,10 @@ fn apply_feed(
             Action::Delete(row, why) => {
                 match vdir.read(&row.collection, &row.file) {
                     Ok(None) => {}
-                    Ok(Some(c)) if ics::content_hash(&c)[..] == row.local_hash[..] => {
+                    Ok(Some(c))
+                        if ics::content_hash(&c)[..] == row.local_hash[..]
+                            || ours(&row.uid, &c) =>
+                    {
                         if row.collection == collection {
                             batch.delete(&row.file);
                         } else {
@@ -958,12 +1009,50 @@ fn apply_feed(
             }
         }
     }
+    // an interrupted run's file for a meeting that is not synced (gone since,
+    // or outside the window now) would otherwise stay forever
+    let mut orphans: Vec<&PendingWrite> = pending
+        .iter()
+        .filter(|(uid, _)| {
+            !known.contains_key(*uid) && !added.contains(*uid) && !broken.contains(uid.as_str())
+        })
+        .filter_map(|(_, ws)| ws.first())
+        .collect();
+    orphans.sort_by(|a, b| a.uid.cmp(&b.uid));
+    for p in orphans {
+        if let Ok(Some(c)) = vdir.read(&p.collection, &p.file) {
+            if ours(&p.uid, &c) {
+                let mut other = (p.collection != collection).then(|| vdir.batch(&p.collection));
+                other.as_mut().unwrap_or(&mut batch).delete(&p.file);
+                if let Some(b) = other {
+                    if let Err(e) = b.commit() {
+                        report.item_errors += 1;
+                        report.notes.push(e.to_string());
+                        continue;
+                    }
+                }
+                report.notes.push(format!(
+                    "{}: written by an interrupted run for a meeting that is not synced; removed",
+                    p.file
+                ));
+            }
+        }
+    }
+    if !writes.is_empty() {
+        // recorded before the renames: a run killed after them knows its files
+        if let Err(e) = lock().add_pending(&pair.name, org_key, &writes) {
+            report.outcome = Outcome::Failed;
+            report.error = Some(format!("{e}; nothing was committed"));
+            return report;
+        }
+    }
     if let Err(e) = batch.commit() {
         report.outcome = Outcome::Failed;
         report.error = Some(format!("{e}; the sync state was not changed"));
         return report;
     }
     let commit = Commit {
+        clear_pending: true,
         upserts,
         removals,
         feed: Some(FeedState {

@@ -117,6 +117,11 @@ CREATE TABLE IF NOT EXISTS local_cache (
     uid TEXT NOT NULL, hash BLOB NOT NULL, fields TEXT NOT NULL,
     PRIMARY KEY (pair, collection, file)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL, uid TEXT NOT NULL,
+    collection TEXT NOT NULL, file TEXT NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (pair, organizer, uid, hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedule (
     pair TEXT PRIMARY KEY, next_run INTEGER NOT NULL, failures INTEGER NOT NULL
 );
@@ -128,6 +133,20 @@ pub struct Commit {
     pub upserts: Vec<ItemState>,
     pub removals: Vec<String>,
     pub feed: Option<FeedState>,
+    /// The job's pending writes are settled: forget them.
+    pub clear_pending: bool,
+}
+
+/// A file a pull job is about to move into place, recorded before the rename:
+/// if the job dies before its commit, the next run knows the file is its own
+/// (not a user's edit or file) by this hash. Every version written since the
+/// last commit is kept (several runs may die in a row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWrite {
+    pub uid: String,
+    pub collection: String,
+    pub file: String,
+    pub hash: Vec<u8>,
 }
 
 impl State {
@@ -278,6 +297,13 @@ impl State {
             for uid in &c.removals {
                 del.execute(params![pair, organizer, uid]).map_err(err)?;
             }
+            if c.clear_pending {
+                tx.execute(
+                    "DELETE FROM pending WHERE pair=?1 AND organizer=?2",
+                    params![pair, organizer],
+                )
+                .map_err(err)?;
+            }
             if let Some(f) = &c.feed {
                 tx.execute(
                     "INSERT INTO feeds (pair, organizer, etag, last_modified, body_hash, items)
@@ -290,6 +316,71 @@ impl State {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// Record files about to be moved into place (before the renames).
+    pub fn add_pending(
+        &mut self,
+        pair: &str,
+        organizer: &str,
+        writes: &[PendingWrite],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO pending (pair, organizer, uid, collection, file, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for w in writes {
+                up.execute(params![
+                    pair,
+                    organizer,
+                    w.uid,
+                    w.collection,
+                    w.file,
+                    w.hash
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Writes of interrupted jobs of this organizer, by UID.
+    pub fn pending(
+        &self,
+        pair: &str,
+        organizer: &str,
+    ) -> Result<HashMap<String, Vec<PendingWrite>>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid, collection, file, hash FROM pending WHERE pair=?1 AND organizer=?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, organizer], |r| {
+                Ok(PendingWrite {
+                    uid: r.get(0)?,
+                    collection: r.get(1)?,
+                    file: r.get(2)?,
+                    hash: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: HashMap<String, Vec<PendingWrite>> = HashMap::new();
+        for row in rows {
+            let row = row.map_err(|e| self.err(e))?;
+            out.entry(row.uid.clone()).or_default().push(row);
+        }
+        Ok(out)
     }
 
     pub fn record_run(&self, r: &RunRecord) -> Result<(), StateError> {
@@ -608,6 +699,7 @@ mod tests {
                     body_hash: Some(vec![9]),
                     items: 1,
                 }),
+                clear_pending: false,
             },
         )
         .unwrap();
@@ -624,10 +716,48 @@ mod tests {
                 upserts: vec![],
                 removals: vec!["u1".into()],
                 feed: None,
+                clear_pending: false,
             },
         )
         .unwrap();
         assert!(s.items("p", "o").unwrap().is_empty());
         assert_eq!(s.feed("p", "o").unwrap().items, 1);
+    }
+
+    #[test]
+    fn pending_writes_last_until_a_commit_settles_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let w = |uid: &str| PendingWrite {
+            uid: uid.into(),
+            collection: "c".into(),
+            file: format!("{uid}.ics"),
+            hash: vec![7],
+        };
+        s.add_pending("p", "o", &[w("a"), w("b")]).unwrap();
+        s.add_pending("p", "other", &[w("x")]).unwrap();
+        assert_eq!(s.pending("p", "o").unwrap().len(), 2);
+        assert_eq!(s.pending("p", "o").unwrap()["a"], vec![w("a")]);
+        // a second interrupted run adds its version, the first one stays known
+        let mut a2 = w("a");
+        a2.hash = vec![8];
+        s.add_pending("p", "o", &[a2.clone(), w("a")]).unwrap();
+        let mut got = s.pending("p", "o").unwrap()["a"].clone();
+        got.sort_by(|x, y| x.hash.cmp(&y.hash));
+        assert_eq!(got, vec![w("a"), a2]);
+        // a commit that does not settle them (new validators only) keeps them
+        s.commit("p", "o", &Commit::default()).unwrap();
+        assert_eq!(s.pending("p", "o").unwrap().len(), 2);
+        s.commit(
+            "p",
+            "o",
+            &Commit {
+                clear_pending: true,
+                ..Commit::default()
+            },
+        )
+        .unwrap();
+        assert!(s.pending("p", "o").unwrap().is_empty());
+        assert_eq!(s.pending("p", "other").unwrap().len(), 1);
     }
 }

@@ -425,7 +425,23 @@ pub async fn sync_organizer(
         }
         let new_bytes = match &s.local {
             LocalOp::None => None,
-            LocalOp::Create | LocalOp::Replace => remote_bytes.cloned(),
+            // an event made in the calendar keeps its own UID: the link is keyed by it
+            LocalOp::Create | LocalOp::Replace => match remote_bytes {
+                Some(rb) if !luid.is_empty() && s.remote_uid.as_deref() != Some(luid.as_str()) => {
+                    match props::with_uid(rb, &luid) {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            report.item_errors += 1;
+                            report.notes.push(format!(
+                                "{file}: cannot take the platform's version ({e}); item left alone"
+                            ));
+                            skip.insert(idx);
+                            continue;
+                        }
+                    }
+                }
+                other => other.cloned(),
+            },
             LocalOp::Transplant(fields) => {
                 let cur = vdir.read(&collection, &file).ok().flatten();
                 match (cur, remote_bytes) {
@@ -699,10 +715,22 @@ pub async fn sync_organizer(
                                 .or(old.and_then(|b| b.last_end)),
                             tombstone: false,
                         };
+                        // an adopted create that also needed an update: its intent is done too
+                        let done: &[String] = if s.adopted {
+                            std::slice::from_ref(&luid)
+                        } else {
+                            &[]
+                        };
                         if let Err(e) =
-                            lock().commit_links(&pair.name, &org.key, &[b], &[], &[], None)
+                            lock().commit_links(&pair.name, &org.key, &[b], &[], done, None)
                         {
                             return fail(report, e.to_string());
+                        }
+                        if s.adopted {
+                            report.notes.push(format!(
+                                "adopted meeting {id} for \"{}\" (created before an interruption)",
+                                s.summary
+                            ));
                         }
                         report.pushed.1 += 1;
                         pushed.push(id);

@@ -597,7 +597,10 @@ impl<'a> Doc<'a> {
             None => b"\r\n",
             Some(p) => match (b[start + p], b.get(start + p + 1)) {
                 (b'\r', Some(b'\n')) => b"\r\n",
-                (b'\r', _) => b"\r",
+                // lone CR only when no LF follows anywhere: an added line ending
+                // in CR right before an LF would merge with it into one line end
+                (b'\r', _) if !b[start..].contains(&b'\n') => b"\r",
+                (b'\r', _) => b"\r\n",
                 _ => b"\n",
             },
         };

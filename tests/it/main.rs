@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod config_files;
 mod daemon;
+mod hardening;
 mod interop;
 mod pull;
 mod twoway;
