@@ -96,6 +96,20 @@ pub struct OrganizerReport {
 }
 
 impl OrganizerReport {
+    /// Report a component of the feed that was skipped as broken.
+    pub fn note_skipped(&mut self, s: &ics::SkippedItem) {
+        self.item_errors += 1;
+        self.notes.push(format!(
+            "skipped component #{}{}: {}",
+            s.index,
+            s.uid
+                .as_deref()
+                .map(|u| format!(" (UID {})", shorten(u)))
+                .unwrap_or_default(),
+            s.reason
+        ));
+    }
+
     pub fn new(organizer: &str, collection: &str) -> OrganizerReport {
         OrganizerReport {
             organizer: organizer.to_string(),
@@ -615,16 +629,7 @@ fn apply_feed(
         }
     };
     for s in split.skipped() {
-        report.item_errors += 1;
-        report.notes.push(format!(
-            "skipped component #{}{}: {}",
-            s.index,
-            s.uid
-                .as_deref()
-                .map(|u| format!(" (UID {})", shorten(u)))
-                .unwrap_or_default(),
-            s.reason
-        ));
+        report.note_skipped(s);
     }
     let known = match lock().items(&pair.name, org_key) {
         Ok(k) => k,

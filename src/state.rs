@@ -118,8 +118,8 @@ CREATE TABLE IF NOT EXISTS local_cache (
     PRIMARY KEY (pair, collection, file)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
-    pair TEXT NOT NULL, organizer TEXT NOT NULL, uid TEXT NOT NULL,
-    collection TEXT NOT NULL, file TEXT NOT NULL, hash BLOB NOT NULL,
+    pair TEXT NOT NULL, organizer TEXT NOT NULL, uid TEXT NOT NULL, hash BLOB NOT NULL,
+    collection TEXT NOT NULL, file TEXT NOT NULL,
     PRIMARY KEY (pair, organizer, uid, hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedule (
@@ -305,14 +305,7 @@ impl State {
                 .map_err(err)?;
             }
             if let Some(f) = &c.feed {
-                tx.execute(
-                    "INSERT INTO feeds (pair, organizer, etag, last_modified, body_hash, items)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (pair, organizer) DO UPDATE SET etag=excluded.etag,
-                       last_modified=excluded.last_modified, body_hash=excluded.body_hash, items=excluded.items",
-                    params![pair, organizer, f.etag, f.last_modified, f.body_hash, f.items],
-                )
-                .map_err(err)?;
+                upsert_feed(&tx, pair, organizer, f).map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -571,14 +564,7 @@ impl State {
                 done.execute(params![pair, organizer, u]).map_err(err)?;
             }
             if let Some(f) = feed {
-                tx.execute(
-                    "INSERT INTO feeds (pair, organizer, etag, last_modified, body_hash, items)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (pair, organizer) DO UPDATE SET etag=excluded.etag,
-                       last_modified=excluded.last_modified, body_hash=excluded.body_hash, items=excluded.items",
-                    params![pair, organizer, f.etag, f.last_modified, f.body_hash, f.items],
-                )
-                .map_err(err)?;
+                upsert_feed(&tx, pair, organizer, f).map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -664,6 +650,23 @@ impl State {
             )
             .map_err(|e| self.err(e))
     }
+}
+
+/// Record what is known about one organizer's feed, inside a job's transaction.
+fn upsert_feed(
+    tx: &rusqlite::Transaction<'_>,
+    pair: &str,
+    organizer: &str,
+    f: &FeedState,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO feeds (pair, organizer, etag, last_modified, body_hash, items)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (pair, organizer) DO UPDATE SET etag=excluded.etag,
+           last_modified=excluded.last_modified, body_hash=excluded.body_hash, items=excluded.items",
+        params![pair, organizer, f.etag, f.last_modified, f.body_hash, f.items],
+    )
+    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -64,16 +64,7 @@ fn parse_remote(
         },
     };
     for s in split.skipped() {
-        report.item_errors += 1;
-        report.notes.push(format!(
-            "skipped component #{}{}: {}",
-            s.index,
-            s.uid
-                .as_deref()
-                .map(|u| format!(" (UID {})", shorten(u)))
-                .unwrap_or_default(),
-            s.reason
-        ));
+        report.note_skipped(s);
         if let Some(u) = &s.uid {
             side.broken.insert(u.clone());
         }
