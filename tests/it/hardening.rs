@@ -2479,3 +2479,41 @@ async fn files_of_a_pull_run_killed_before_its_commit_are_its_own() {
     let r = env.sync().await;
     assert!(r.ok() && r.totals() == (0, 0, 0), "{}", r.render());
 }
+
+/// Files whose state was lost (a crash before the first commit, or a deleted
+/// state folder) are adopted: tracked again, not reported, and updated by the
+/// next change on the platform. (The check in `pull.rs` only looks at the
+/// files, which stay the same whether they are adopted or not.)
+#[tokio::test]
+async fn files_without_state_are_adopted_and_synced_again() {
+    let env = Env::new(SimOptions::default(), 1, 0).await;
+    let u = env.users[0].clone();
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            env.sim
+                .create_meeting(&u.id, spec(&format!("kept {i}"), i + 1))
+        })
+        .collect();
+    assert!(env.sync().await.ok());
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
+    let r = env.sync().await;
+    let o = org(&r, &u.email);
+    assert_eq!(
+        (o.added, o.item_errors),
+        (5, 0),
+        "not adopted: {}",
+        r.render()
+    );
+    let st = meetsync::state::State::open(&env.state_dir()).unwrap();
+    assert_eq!(st.items("work", &u.id).unwrap().len(), 5);
+    drop(st);
+    env.sim
+        .update_meeting(&ids[2], |m| m.topic = "changed after adoption".into());
+    let r = env.sync().await;
+    assert_eq!(r.totals(), (0, 1, 0), "{}", r.render());
+    let all: String = ics_files(&collection_of(&env, &u))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(all.contains("SUMMARY:changed after adoption"));
+}
