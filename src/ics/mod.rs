@@ -150,6 +150,9 @@ pub struct SplitFeed {
     skipped: Vec<SkippedItem>,
     warnings: Vec<String>,
     ignored: usize,
+    /// The feed's line end, used for the lines a rendered file adds: a file
+    /// keeps one style (mixed ends confuse line-based tools).
+    eol: &'static [u8],
 }
 
 impl fmt::Debug for SplitFeed {
@@ -202,8 +205,7 @@ impl SplitFeed {
 
     /// [`render`](Self::render), appending to `out`.
     pub fn render_into(&self, item: &FeedItem, out: &mut Vec<u8>) {
-        const BEGIN: &[u8] = b"BEGIN:VCALENDAR\r\n";
-        const END: &[u8] = b"END:VCALENDAR\r\n";
+        let eol = self.eol;
         let prolog: &[ByteRange] = self
             .calendars
             .get(item.cal)
@@ -221,17 +223,19 @@ impl SplitFeed {
                 .chain(item.overrides.iter().copied())
         };
         let size: usize = pieces().map(|r| r.len() + 2).sum();
-        out.reserve(BEGIN.len() + size + END.len());
-        out.extend_from_slice(BEGIN);
+        out.reserve(32 + size);
+        out.extend_from_slice(b"BEGIN:VCALENDAR");
+        out.extend_from_slice(eol);
         for r in pieces() {
             if let Some(bytes) = self.body.get(r.start..r.end) {
                 out.extend_from_slice(bytes);
                 if !matches!(bytes.last(), Some(b'\n' | b'\r')) {
-                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(eol);
                 }
             }
         }
-        out.extend_from_slice(END);
+        out.extend_from_slice(b"END:VCALENDAR");
+        out.extend_from_slice(eol);
     }
 }
 
@@ -340,6 +344,16 @@ fn uid_of(body: &[u8], p: &EventProps, scratch: &mut Vec<u8>) -> (Option<String>
 }
 
 /// Turns the scan into items: grouping, conflicts, spans, VTIMEZONE references.
+/// The line end of a body's first line: CRLF, LF, or CR when the body has no
+/// LF at all (CRLF when there is no line end).
+fn line_end_of(body: &[u8]) -> &'static [u8] {
+    match body.iter().position(|&c| c == b'\n' || c == b'\r') {
+        Some(p) if body[p] == b'\n' => b"\n",
+        Some(p) if body.get(p + 1) != Some(&b'\n') && !body.contains(&b'\n') => b"\r",
+        _ => b"\r\n",
+    }
+}
+
 fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
     let Scan {
         calendars,
@@ -576,7 +590,9 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
         warn.push(format!("… and {} more warnings", warnings.more));
     }
 
+    let eol = line_end_of(&body);
     SplitFeed {
+        eol,
         body,
         calendars,
         vtimezones: vtimezones.iter().map(|v| v.range).collect(),
