@@ -441,7 +441,11 @@ fn plan_known(b: &Base, l: Option<&Local>, r: RemoteSide<'_>, policy: &Policy) -
             if b.tombstone {
                 return s;
             }
-            if remote_changed {
+            // only an edit of a synced field makes a local delete a conflict:
+            // a feed that merely looks different (line ends, DTSTAMP) does not
+            let remote_edited =
+                remote_changed && rr.is_some_and(|r| !b.fields.diff(&r.fields).is_empty());
+            if remote_edited {
                 // deleted here, changed there
                 let fields = b
                     .fields

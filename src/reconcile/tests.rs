@@ -284,6 +284,39 @@ fn delete_versus_change_under_each_policy() {
 }
 
 #[test]
+fn a_local_delete_is_no_conflict_when_the_platform_only_re_rendered_the_meeting() {
+    let (f, b) = one_base();
+    // same fields, other bytes (e.g. the feed switched line ends)
+    let mut r = remote(ID1, &f);
+    r.hash = [7; 32];
+    for c in [ConflictPolicy::KeepBoth, ConflictPolicy::RemoteWins] {
+        let p = plan(
+            Some(std::slice::from_ref(&r)),
+            &[],
+            std::slice::from_ref(&b),
+            &[],
+            &policy(c),
+        );
+        assert_eq!(p.conflicts(), 0, "{}", p.render());
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.steps[0].remote, RemoteOp::Delete, "{}", p.render());
+        assert_eq!(p.steps[0].local, LocalOp::None);
+    }
+    // with on_local_delete = "ignore" the delete is remembered, not undone
+    let mut keep = policy(ConflictPolicy::KeepBoth);
+    keep.delete_remote = false;
+    let p = plan(
+        Some(std::slice::from_ref(&r)),
+        &[],
+        std::slice::from_ref(&b),
+        &[],
+        &keep,
+    );
+    assert_eq!(p.conflicts(), 0, "{}", p.render());
+    assert_eq!(p.steps[0].base, BaseOp::Tombstone, "{}", p.render());
+}
+
+#[test]
 fn a_pending_create_is_adopted_not_sent_twice() {
     let f = fields("Created before the crash", 1_800_000_000);
     let intent = Intent {
