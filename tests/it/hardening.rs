@@ -1431,8 +1431,18 @@ struct Crash {
     env: Env,
     two: UserInfo,
     pulls: Vec<UserInfo>,
-    /// Meetings of the two-way organizer made on the platform (not by a push).
+    /// Meetings of the two-way organizer made on the platform (not by a push)
+    /// and edited or deleted only there.
     remote_ids: Vec<String>,
+    /// Meetings made on the platform and edited or deleted only in the
+    /// calendar (like the events this test creates there): with each meeting
+    /// edited on one side only, no conflict ever arises and every last edit
+    /// must survive.
+    calendar_ids: Vec<String>,
+    /// Last summary set on the platform / in the calendar, by meeting id /
+    /// local UID.
+    expect_platform: HashMap<String, String>,
+    expect_calendar: HashMap<String, String>,
     pull_ids: Vec<String>,
     /// UIDs of events this test wrote into the two-way calendar.
     local_created: BTreeSet<String>,
@@ -1482,14 +1492,21 @@ impl Crash {
             two,
             pulls,
             remote_ids: Vec::new(),
+            calendar_ids: Vec::new(),
+            expect_platform: HashMap::new(),
+            expect_calendar: HashMap::new(),
             pull_ids: Vec::new(),
             local_created: BTreeSet::new(),
             rng: rand::rngs::StdRng::seed_from_u64(seed),
             seq: 0,
         };
-        for _ in 0..8 {
+        for i in 0..8 {
             let id = c.new_meeting(&c.two.id.clone());
-            c.remote_ids.push(id);
+            if i % 2 == 0 {
+                c.remote_ids.push(id);
+            } else {
+                c.calendar_ids.push(id);
+            }
         }
         for p in c.pulls.clone() {
             for _ in 0..25 {
@@ -1576,45 +1593,49 @@ impl Crash {
         // the platform, two-way organizer
         if self.rng.random_bool(0.5) {
             let id = self.new_meeting(&self.two.id.clone());
-            self.remote_ids.push(id);
+            if self.rng.random_bool(0.5) {
+                self.remote_ids.push(id);
+            } else {
+                self.calendar_ids.push(id);
+            }
         }
-        if self.rng.random_bool(0.3) {
+        if self.rng.random_bool(0.3) && !self.remote_ids.is_empty() {
             let id = self.remote_ids[self.rng.random_range(0..self.remote_ids.len())].clone();
             let t = self.name("platform edit");
+            self.expect_platform.insert(id.clone(), t.clone());
             sim.update_meeting(&id, |m| m.topic = t);
         }
-        if self.rng.random_bool(0.2) && self.remote_ids.len() > 6 {
+        if self.rng.random_bool(0.2) && self.remote_ids.len() > 4 {
             let id = self
                 .remote_ids
                 .swap_remove(self.rng.random_range(0..self.remote_ids.len()));
+            self.expect_platform.remove(&id);
             sim.delete_meeting(&id);
         }
         // the calendar of the two-way pair
         let dir = self.two_dir();
-        let files: Vec<PathBuf> = ics_files(&dir)
+        // the calendar's side: events made here and meetings given to it
+        let files: Vec<(PathBuf, String)> = ics_files(&dir)
             .into_iter()
-            .filter(|p| {
-                std::fs::read(p)
-                    .ok()
-                    .and_then(|b| props::read_event(&b).ok())
-                    .is_some_and(|i| i.x_prop(meetsync::twoway::CONFLICT_COPY_PROP).is_none())
+            .filter_map(|p| {
+                let info = props::read_event(&std::fs::read(&p).ok()?).ok()?;
+                let mine =
+                    self.local_created.contains(&info.uid) || self.calendar_ids.contains(&info.uid);
+                (mine && info.x_prop(meetsync::twoway::CONFLICT_COPY_PROP).is_none())
+                    .then_some((p, info.uid))
             })
             .collect();
         for _ in 0..self.rng.random_range(0..3) {
             if files.is_empty() {
                 break;
             }
-            let p = &files[self.rng.random_range(0..files.len())];
+            let (p, uid) = files[self.rng.random_range(0..files.len())].clone();
             let t = self.name("calendar edit");
-            if let Ok(bytes) = std::fs::read(p) {
-                if let Ok(info) = props::read_event(&bytes) {
-                    let mut f = info.fields;
-                    f.summary = t;
-                    if let Ok(b) = props::apply_fields(&bytes, &f) {
-                        std::fs::write(p, b).unwrap();
-                    }
-                }
-            }
+            let bytes = std::fs::read(&p).unwrap();
+            let mut f = props::read_event(&bytes).unwrap().fields;
+            f.summary = t.clone();
+            std::fs::write(&p, props::apply_fields(&bytes, &f).unwrap()).unwrap();
+            self.expect_calendar.insert(uid, t);
         }
         for _ in 0..self.rng.random_range(0..3) {
             let start = now() + self.rng.random_range(1..60) * 86_400;
@@ -1643,17 +1664,15 @@ impl Crash {
         if self.rng.random_bool(0.3) {
             // only platform-made meetings are deleted locally, so every local
             // create must stay exactly one meeting
-            let victims: Vec<&PathBuf> = files
+            let victims: Vec<&(PathBuf, String)> = files
                 .iter()
-                .filter(|p| {
-                    std::fs::read(p)
-                        .ok()
-                        .and_then(|b| meetsync::ics::uid_of_ics(&b))
-                        .is_some_and(|u| self.remote_ids.contains(&u))
-                })
+                .filter(|(_, uid)| self.calendar_ids.contains(uid))
                 .collect();
             if victims.len() > 4 {
-                let _ = std::fs::remove_file(victims[self.rng.random_range(0..victims.len())]);
+                let (p, uid) = victims[self.rng.random_range(0..victims.len())].clone();
+                std::fs::remove_file(&p).unwrap();
+                self.calendar_ids.retain(|i| i != &uid);
+                self.expect_calendar.remove(&uid);
             }
         }
         // every file of the pull pair changes: long write phases to land in
@@ -1907,9 +1926,11 @@ impl Crash {
         let mut seen: HashMap<String, String> = HashMap::new();
         for p in ics_files(&self.two_dir()) {
             let info = props::read_event(&std::fs::read(&p).unwrap()).unwrap();
-            if info.x_prop(meetsync::twoway::CONFLICT_COPY_PROP).is_some() {
-                continue;
-            }
+            assert!(
+                info.x_prop(meetsync::twoway::CONFLICT_COPY_PROP).is_none(),
+                "{}: a conflict copy although no meeting was edited on both sides",
+                p.display()
+            );
             let meeting = by_local
                 .get(info.uid.as_str())
                 .and_then(|b| b.meeting_id.clone())
@@ -1940,14 +1961,27 @@ impl Crash {
             intents.is_empty(),
             "create intents left after convergence: {intents:?}"
         );
+        // no edit lost: the last one of each meeting, on either side, is on the platform
+        let topic = |id: &str| live.iter().find(|m| m.id == id).map(|m| m.topic.clone());
+        for (id, t) in &self.expect_platform {
+            assert_eq!(topic(id).as_ref(), Some(t), "platform edit of {id} lost");
+        }
+        for (uid, t) in &self.expect_calendar {
+            let id = by_local
+                .get(uid.as_str())
+                .and_then(|b| b.meeting_id.clone())
+                .unwrap_or_else(|| uid.clone());
+            assert_eq!(topic(&id).as_ref(), Some(t), "calendar edit of {uid} lost");
+        }
     }
 }
 
 /// SIGKILL `meetsync sync --once` at random moments while both sides change;
 /// after every kill nothing is duplicated, half-written or inconsistent, and
-/// a last uninterrupted run converges and the one after it does nothing.
+/// a last uninterrupted run converges (no edit lost, no conflict copy) and
+/// the one after it does nothing.
 /// `MEETSYNC_CRASH_RUNS` / `MEETSYNC_CRASH_SEED` change the size and the seed;
-/// `bench/crash/run` is the long version against a standalone simulator.
+/// `tests/crash/run` is the long version against a standalone simulator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_syncs_never_duplicate_or_corrupt_and_then_converge() {
     use rand::Rng;
