@@ -122,6 +122,12 @@ CREATE TABLE IF NOT EXISTS pending (
     collection TEXT NOT NULL, file TEXT NOT NULL,
     PRIMARY KEY (pair, organizer, uid, hash)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_links (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL, local_uid TEXT NOT NULL, file_hash BLOB NOT NULL,
+    file_ino INTEGER NOT NULL, fresh INTEGER NOT NULL, remote_uid TEXT, meeting_id TEXT, file TEXT NOT NULL, fields TEXT NOT NULL,
+    local_hash BLOB NOT NULL, remote_hash BLOB NOT NULL, last_end INTEGER,
+    PRIMARY KEY (pair, organizer, local_uid, file_hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedule (
     pair TEXT PRIMARY KEY, next_run INTEGER NOT NULL, failures INTEGER NOT NULL
 );
@@ -137,6 +143,20 @@ pub struct Commit {
     pub clear_pending: bool,
 }
 
+/// Link changes of a two-way job (or of one push), committed in one transaction.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkCommit<'a> {
+    pub upserts: &'a [Base],
+    /// Local UIDs whose links are dropped.
+    pub removals: &'a [String],
+    /// Local UIDs whose create intents are settled.
+    pub intents_done: &'a [String],
+    /// The feed's validators, when every platform change is applied.
+    pub feed: Option<&'a FeedState>,
+    /// The job's local writes are linked: forget its pending links.
+    pub clear_pending: bool,
+}
+
 /// A file a pull job is about to move into place, recorded before the rename:
 /// if the job dies before its commit, the next run knows the file is its own
 /// (not a user's edit or file) by this hash. Every version written since the
@@ -147,6 +167,21 @@ pub struct PendingWrite {
     pub collection: String,
     pub file: String,
     pub hash: Vec<u8>,
+}
+
+/// The link a two-way job is about to commit for a calendar file it writes,
+/// recorded before the file is moved into place. If the job dies before its
+/// link commit, the next run takes `base` as the last agreed state instead of
+/// the older link when the file in place is the job's (so the job's own write
+/// is not mistaken for a calendar edit): the same bytes (`file_hash`), the
+/// same inode (`file_ino`: renamed in, maybe edited in place since), or any
+/// file at all where there was none before (`fresh`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingLink {
+    pub file_hash: Vec<u8>,
+    pub file_ino: u64,
+    pub fresh: bool,
+    pub base: Base,
 }
 
 impl State {
@@ -510,11 +545,15 @@ impl State {
         &mut self,
         pair: &str,
         organizer: &str,
-        upserts: &[Base],
-        removals: &[String],
-        intents_done: &[String],
-        feed: Option<&FeedState>,
+        c: &LinkCommit<'_>,
     ) -> Result<(), StateError> {
+        let LinkCommit {
+            upserts,
+            removals,
+            intents_done,
+            feed,
+            clear_pending,
+        } = *c;
         let path = self.path.clone();
         let err = |source| StateError::Db {
             path: path.clone(),
@@ -566,8 +605,97 @@ impl State {
             if let Some(f) = feed {
                 upsert_feed(&tx, pair, organizer, f).map_err(err)?;
             }
+            if clear_pending {
+                tx.execute(
+                    "DELETE FROM pending_links WHERE pair=?1 AND organizer=?2",
+                    params![pair, organizer],
+                )
+                .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
+    }
+
+    /// Record the links a two-way job will commit for the files it is about
+    /// to move into place (every version since the last commit is kept).
+    pub fn add_pending_links(
+        &mut self,
+        pair: &str,
+        organizer: &str,
+        links: &[PendingLink],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO pending_links (pair, organizer, local_uid, file_hash, file_ino, fresh, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(err)?;
+            for p in links {
+                let b = &p.base;
+                let fields = serde_json::to_string(&b.fields).unwrap_or_default();
+                ins.execute(params![
+                    pair,
+                    organizer,
+                    b.local_uid,
+                    p.file_hash,
+                    p.file_ino as i64,
+                    p.fresh,
+                    b.remote_uid,
+                    b.meeting_id,
+                    b.file,
+                    fields,
+                    b.local_hash,
+                    b.remote_hash,
+                    b.last_end
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Links recorded by two-way jobs that died before their link commit.
+    pub fn pending_links(
+        &self,
+        pair: &str,
+        organizer: &str,
+    ) -> Result<Vec<PendingLink>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT local_uid, file_hash, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end, file_ino, fresh
+                 FROM pending_links WHERE pair=?1 AND organizer=?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pair, organizer], |r| {
+                let fields: String = r.get(5)?;
+                Ok(PendingLink {
+                    file_hash: r.get(1)?,
+                    file_ino: r.get::<_, i64>(9)? as u64,
+                    fresh: r.get(10)?,
+                    base: Base {
+                        local_uid: r.get(0)?,
+                        remote_uid: r.get(2)?,
+                        meeting_id: r.get(3)?,
+                        file: r.get(4)?,
+                        fields: serde_json::from_str(&fields).unwrap_or_default(),
+                        local_hash: r.get(6)?,
+                        remote_hash: r.get(7)?,
+                        last_end: r.get(8)?,
+                        tombstone: false,
+                    },
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// What was read from each local file last time, keyed by file name.

@@ -17,7 +17,7 @@ use crate::ics::{self, props};
 use crate::provider::meeting_body;
 use crate::provider::webmeeting::{Client, Organizer, ProviderError};
 use crate::reconcile::{self, Base, BaseOp, Local, LocalOp, Plan, Policy, Remote, RemoteOp};
-use crate::state::{CachedFile, FeedState, State};
+use crate::state::{CachedFile, FeedState, LinkCommit, PendingLink, State};
 use crate::store::vdir::Vdir;
 
 /// Marks a conflict copy: a local-only event, never pushed.
@@ -227,6 +227,42 @@ fn scan_local(
     Ok(side)
 }
 
+/// A job that died between moving its files into place and committing their
+/// links left those files ahead of the state. Where a file in place is that
+/// job's (see [`PendingLink`]), the link it was about to commit becomes the
+/// base: else the job's own write would look like a calendar edit, and a
+/// platform change made since like a conflict. Returns the links taken over.
+fn take_pending_links(
+    bases: &mut Vec<Base>,
+    pending: Vec<PendingLink>,
+    local: &LocalSide,
+) -> Vec<Base> {
+    let by_uid: HashMap<&str, &CachedFile> = local
+        .cache
+        .iter()
+        .filter(|c| !local.broken.contains(&c.uid))
+        .map(|c| (c.uid.as_str(), c))
+        .collect();
+    let mut taken = Vec::new();
+    for p in pending {
+        // the job's file is in place: as written, edited in place since, or
+        // any file where there was none (a kill before the rename leaves the
+        // old file, or none)
+        let ours = by_uid.get(p.base.local_uid.as_str()).is_some_and(|c| {
+            c.hash[..] == p.file_hash[..] || c.ino as u64 == p.file_ino || p.fresh
+        });
+        if !ours {
+            continue;
+        }
+        match bases.iter_mut().find(|b| b.local_uid == p.base.local_uid) {
+            Some(b) => *b = p.base.clone(),
+            None => bases.push(p.base.clone()),
+        }
+        taken.push(p.base);
+    }
+    taken
+}
+
 /// Run the two-way job of one organizer.
 #[allow(clippy::too_many_arguments)]
 pub async fn sync_organizer(
@@ -265,20 +301,30 @@ pub async fn sync_organizer(
     };
 
     // --- local side and base ---
-    let (cache, bases, intents) = {
+    let (cache, mut bases, intents, pending) = {
         let st = lock();
         let c = st.local_cache(&pair.name, &collection);
         let b = st.links(&pair.name, &org.key);
         let i = st.intents(&pair.name, &org.key);
-        match (c, b, i) {
-            (Ok(c), Ok(b), Ok(i)) => (c, b, i),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(report, e.to_string()),
+        let p = st.pending_links(&pair.name, &org.key);
+        match (c, b, i, p) {
+            (Ok(c), Ok(b), Ok(i), Ok(p)) => (c, b, i, p),
+            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+                return fail(report, e.to_string())
+            }
         }
     };
     let local = match scan_local(&dir, &cache, &mut report) {
         Ok(l) => l,
         Err(e) => return fail(report, e),
     };
+    let recovered = take_pending_links(&mut bases, pending, &local);
+    if !recovered.is_empty() {
+        report.notes.push(format!(
+            "{} file(s) written by an interrupted run recognised as its own",
+            recovered.len()
+        ));
+    }
     let broken_remote = remote
         .as_ref()
         .map(|r| r.broken.clone())
@@ -321,6 +367,11 @@ pub async fn sync_organizer(
         report.error = Some(why);
         return report;
     }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for line in plan.render().lines() {
+            tracing::debug!(pair = %pair.name, organizer = %report.organizer, "plan: {line}");
+        }
+    }
     report.conflicts += plan.conflicts();
     for s in plan.steps.iter().filter(|s| s.conflict.is_some()) {
         let c = s.conflict.as_ref().expect("filtered");
@@ -359,6 +410,7 @@ pub async fn sync_organizer(
     }
     let mut batch = vdir.batch(&collection);
     let mut written: HashMap<String, Vec<u8>> = HashMap::new(); // local uid → new file bytes
+    let mut placed: HashMap<String, (u64, bool)> = HashMap::new(); // local uid → (inode, new file)
     let bases_by_uid: HashMap<&str, &Base> =
         bases.iter().map(|b| (b.local_uid.as_str(), b)).collect();
     let mut skip: HashSet<usize> = HashSet::new();
@@ -457,8 +509,12 @@ pub async fn sync_organizer(
             }
         };
         if let Some(b) = new_bytes {
-            if let Err(e) = batch.stage(&file, &b) {
-                return fail(report, format!("{e}; nothing was committed"));
+            let fresh = s.local == LocalOp::Create && !dir.join(&file).exists();
+            match batch.stage_tracked(&file, &b) {
+                Ok(ino) => {
+                    placed.insert(luid.clone(), (ino, fresh));
+                }
+                Err(e) => return fail(report, format!("{e}; nothing was committed")),
             }
             match s.local {
                 LocalOp::Create => report.added += 1,
@@ -472,10 +528,6 @@ pub async fn sync_organizer(
             skip.insert(idx);
         }
     }
-    if let Err(e) = batch.commit() {
-        return fail(report, format!("{e}; the sync state was not changed"));
-    }
-
     // --- base rows for steps without remote writes ---
     let mut upserts: Vec<Base> = Vec::new();
     let mut removals: Vec<String> = Vec::new();
@@ -498,10 +550,6 @@ pub async fn sync_organizer(
         if skip.contains(&idx) {
             continue;
         }
-        if s.remote != RemoteOp::None {
-            remote_steps.push(idx);
-            continue;
-        }
         let luid = s.local_uid.clone().unwrap_or_default();
         let old = bases_by_uid.get(luid.as_str()).copied();
         let r = s
@@ -509,6 +557,29 @@ pub async fn sync_organizer(
             .as_deref()
             .and_then(|u| remotes_by_uid.get(u))
             .copied();
+        if s.remote != RemoteOp::None {
+            remote_steps.push(idx);
+            // the file now holds the platform's version plus the calendar's
+            // changes still to push: until the push is committed, the base is
+            // the platform's version with the file counted as changed
+            if let (true, Some(r)) = (written.contains_key(&luid), r) {
+                upserts.push(Base {
+                    local_uid: luid.clone(),
+                    remote_uid: Some(r.uid.clone()),
+                    meeting_id: s.meeting_id.clone().or_else(|| r.meeting_id.clone()),
+                    file: s
+                        .file
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.ics", ics::file_stem_for_uid(&luid))),
+                    fields: r.fields.clone(),
+                    local_hash: Vec::new(),
+                    remote_hash: r.hash.to_vec(),
+                    last_end: r.last_end,
+                    tombstone: false,
+                });
+            }
+            continue;
+        }
         match &s.base {
             BaseOp::Keep => {}
             BaseOp::Forget => removals.push(luid.clone()),
@@ -551,6 +622,36 @@ pub async fn sync_organizer(
             }
         }
     }
+    // Recorded before the files move into place: a job that dies before the
+    // link commit below leaves files the next run recognises as its own.
+    let pending: Vec<PendingLink> = upserts
+        .iter()
+        .filter_map(|b| {
+            let (file_ino, fresh) = placed.get(&b.local_uid).copied()?;
+            written.get(&b.local_uid).map(|bytes| PendingLink {
+                file_hash: ics::content_hash(bytes).to_vec(),
+                file_ino,
+                fresh,
+                base: b.clone(),
+            })
+        })
+        .collect();
+    if !pending.is_empty() {
+        if let Err(e) = lock().add_pending_links(&pair.name, &org.key, &pending) {
+            return fail(report, format!("{e}; nothing was committed"));
+        }
+    }
+    if let Err(e) = batch.commit() {
+        return fail(report, format!("{e}; the sync state was not changed"));
+    }
+    // links taken over from a job that died before committing them are
+    // committed now (a step of this run may supersede them: it comes later)
+    if !recovered.is_empty() {
+        let mut all = recovered;
+        all.append(&mut upserts);
+        upserts = all;
+    }
+
     // Store the feed's validators only when every platform change was applied:
     // else the next run must read the feed in full to see the rest again.
     let feed_after_local = if skip.is_empty() && broken_remote.is_empty() {
@@ -561,10 +662,13 @@ pub async fn sync_organizer(
     if let Err(e) = lock().commit_links(
         &pair.name,
         &org.key,
-        &upserts,
-        &removals,
-        &intents_done,
-        feed_after_local.as_ref(),
+        &LinkCommit {
+            upserts: &upserts,
+            removals: &removals,
+            intents_done: &intents_done,
+            feed: feed_after_local.as_ref(),
+            clear_pending: true,
+        },
     ) {
         return fail(
             report,
@@ -637,10 +741,11 @@ pub async fn sync_organizer(
                         if let Err(e) = lock().commit_links(
                             &pair.name,
                             &org.key,
-                            &[b],
-                            &[],
-                            std::slice::from_ref(&luid),
-                            None,
+                            &LinkCommit {
+                                upserts: &[b],
+                                intents_done: std::slice::from_ref(&luid),
+                                ..Default::default()
+                            },
                         ) {
                             return fail(report, format!("{e}; the meeting {} was created and will be adopted on the next run", created.id));
                         }
@@ -654,10 +759,10 @@ pub async fn sync_organizer(
                             let _ = lock().commit_links(
                                 &pair.name,
                                 &org.key,
-                                &[],
-                                &[],
-                                std::slice::from_ref(&luid),
-                                None,
+                                &LinkCommit {
+                                    intents_done: std::slice::from_ref(&luid),
+                                    ..Default::default()
+                                },
                             );
                         }
                         report.notes.push(format!(
@@ -712,9 +817,15 @@ pub async fn sync_organizer(
                         } else {
                             &[]
                         };
-                        if let Err(e) =
-                            lock().commit_links(&pair.name, &org.key, &[b], &[], done, None)
-                        {
+                        if let Err(e) = lock().commit_links(
+                            &pair.name,
+                            &org.key,
+                            &LinkCommit {
+                                upserts: &[b],
+                                intents_done: done,
+                                ..Default::default()
+                            },
+                        ) {
                             return fail(report, e.to_string());
                         }
                         if s.adopted {
@@ -744,10 +855,10 @@ pub async fn sync_organizer(
                         if let Err(e) = lock().commit_links(
                             &pair.name,
                             &org.key,
-                            &[],
-                            std::slice::from_ref(&luid),
-                            &[],
-                            None,
+                            &LinkCommit {
+                                removals: std::slice::from_ref(&luid),
+                                ..Default::default()
+                            },
                         ) {
                             return fail(report, e.to_string());
                         }
@@ -858,7 +969,15 @@ async fn settle(
     // the feed's validators are only stored when every item is settled;
     // else the next run reads the feed in full and merges the difference
     let feed = all_settled.then_some(&side.feed);
-    if let Err(e) = lock().commit_links(&pair.name, &org.key, &upserts, &[], &[], feed) {
+    if let Err(e) = lock().commit_links(
+        &pair.name,
+        &org.key,
+        &LinkCommit {
+            upserts: &upserts,
+            feed,
+            ..Default::default()
+        },
+    ) {
         report
             .notes
             .push(format!("cannot record the settled state: {e}"));

@@ -142,6 +142,22 @@ const SYNCFS_THRESHOLD: usize = 16;
 impl Batch {
     /// Write `bytes` to a temp file that `commit` renames to `file`.
     pub fn stage(&mut self, file: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.stage_inner(file, bytes, false).map(|_| ())
+    }
+
+    /// [`stage`](Self::stage), returning the inode the file will have once
+    /// renamed into place (it tells a later run whether the rename happened).
+    pub fn stage_tracked(&mut self, file: &str, bytes: &[u8]) -> Result<u64, StoreError> {
+        self.stage_inner(file, bytes, true).map(|i| i.unwrap_or(0))
+    }
+
+    fn stage_inner(
+        &mut self,
+        file: &str,
+        bytes: &[u8],
+        want_ino: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
         let target = self.dir.join(file);
         // unique per process and call: concurrent jobs may share a folder
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -160,18 +176,25 @@ impl Batch {
                 // small batches: fsync now; big ones: one syncfs in commit
                 f.sync_data()?;
             }
-            Ok(())
+            if want_ino {
+                return Ok(Some(f.metadata()?.ino()));
+            }
+            Ok(None)
         })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&tmp);
-            return Err(StoreError::Io {
-                action: "cannot write",
-                path: target,
-                source: e,
-            });
+        match res {
+            Ok(ino) => {
+                self.staged.push((tmp, target));
+                Ok(ino)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(StoreError::Io {
+                    action: "cannot write",
+                    path: target,
+                    source: e,
+                })
+            }
         }
-        self.staged.push((tmp, target));
-        Ok(())
     }
 
     pub fn delete(&mut self, file: &str) {

@@ -474,3 +474,174 @@ async fn an_empty_feed_is_refused_in_two_way_pairs_too() {
     );
     assert_eq!(snapshot(&env.cal()), before);
 }
+
+/// Make the state refuse (or accept again) every change of the two-way links:
+/// a job then stops right after moving its calendar files into place, in the
+/// state a SIGKILL at that moment leaves behind.
+fn refuse_link_commits(env: &Env, refuse: bool) {
+    let c = rusqlite::Connection::open(env.state_dir().join("state.sqlite3")).unwrap();
+    let sql = if refuse {
+        "CREATE TRIGGER refuse_ins BEFORE INSERT ON links BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;
+         CREATE TRIGGER refuse_upd BEFORE UPDATE ON links BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;"
+    } else {
+        "DROP TRIGGER refuse_ins; DROP TRIGGER refuse_upd;"
+    };
+    c.execute_batch(sql).unwrap();
+}
+
+fn summary_of(path: &std::path::Path) -> String {
+    props::read_event(&std::fs::read(path).unwrap())
+        .unwrap()
+        .fields
+        .summary
+}
+
+#[tokio::test]
+async fn a_job_that_died_after_writing_files_knows_them_as_its_own_on_the_next_run() {
+    for policy in ["keep-both", "local-wins", "remote-wins"] {
+        let (env, u, ids) = two_way_env(&format!("conflict = \"{policy}\"\n")).await;
+        let coll = collection_of(&env, &u);
+        // three kinds of local writes the dying job makes: a platform edit taken
+        // (A), a platform edit merged into a local edit that is still to be
+        // pushed (B), a new platform meeting written (C)
+        env.sim
+            .update_meeting(&ids[0], |m| m.topic = "A edited on the platform".into());
+        edit_summary(&file_of(&env, &u, &ids[1]), "B edited in the calendar");
+        env.sim
+            .update_meeting(&ids[1], |m| m.agenda = "B agenda from the platform".into());
+        let c = env
+            .sim
+            .create_meeting(&u.id, spec("C new on the platform", 9));
+        env.sim
+            .update_meeting(&ids[2], |m| m.topic = "D edited on the platform".into());
+        refuse_link_commits(&env, true);
+        let r = env.sync().await;
+        assert!(
+            !r.ok(),
+            "{policy}: the link commit was refused: {}",
+            r.render()
+        );
+        assert_eq!(
+            summary_of(&file_of(&env, &u, &ids[0])),
+            "A edited on the platform"
+        );
+        assert!(file_of(&env, &u, &c).exists(), "{policy}");
+        let b = std::fs::read_to_string(file_of(&env, &u, &ids[1])).unwrap();
+        assert!(b.contains("B agenda from the platform"), "{policy}: {b}");
+        assert_eq!(
+            env.sim.counters().requests_to(Route::MeetingUpdate),
+            0,
+            "{policy}: nothing was pushed by the dying job"
+        );
+        refuse_link_commits(&env, false);
+
+        // meanwhile the platform changes them again, and the calendar's user
+        // edits the new file (C, saved as a new file the way editors do) and
+        // one the job replaced (D, in place)
+        env.sim
+            .update_meeting(&ids[0], |m| m.topic = "A edited twice".into());
+        env.sim
+            .update_meeting(&ids[1], |m| m.agenda = "B agenda changed again".into());
+        env.sim
+            .update_meeting(&c, |m| m.agenda = "C agenda from the platform".into());
+        let c_path = file_of(&env, &u, &c);
+        let tmp = c_path.with_extension("swp");
+        std::fs::copy(&c_path, &tmp).unwrap();
+        edit_summary(&tmp, "C renamed in the calendar");
+        std::fs::rename(&tmp, &c_path).unwrap();
+        env.sim
+            .update_meeting(&ids[2], |m| m.agenda = "D agenda from the platform".into());
+        edit_summary(&file_of(&env, &u, &ids[2]), "D edited in the calendar");
+
+        let r = env.sync().await;
+        assert!(r.ok(), "{policy}: {}", r.render());
+        let o = org(&r, &u.email);
+        assert_eq!(o.conflicts, 0, "{policy}: not a conflict: {}", r.render());
+        assert_eq!(summary_of(&file_of(&env, &u, &ids[0])), "A edited twice");
+        for (id, summary, agenda) in [
+            (
+                &c,
+                "C renamed in the calendar",
+                "C agenda from the platform",
+            ),
+            (
+                &ids[2],
+                "D edited in the calendar",
+                "D agenda from the platform",
+            ),
+        ] {
+            let text = std::fs::read_to_string(file_of(&env, &u, id)).unwrap();
+            assert!(
+                text.contains(&format!("SUMMARY:{summary}")),
+                "{policy}: {text}"
+            );
+            assert!(text.contains(agenda), "{policy}: {text}");
+            let m = env.sim.meeting(id).unwrap();
+            assert_eq!(m.topic, summary, "{policy}");
+            assert!(m.agenda.contains(agenda), "{policy}: {}", m.agenda);
+        }
+        let b = std::fs::read_to_string(file_of(&env, &u, &ids[1])).unwrap();
+        assert!(
+            b.contains("SUMMARY:B edited in the calendar"),
+            "{policy}: {b}"
+        );
+        assert!(b.contains("B agenda changed again"), "{policy}: {b}");
+        // the platform keeps its newer edits and gets the calendar's one
+        assert_eq!(env.sim.meeting(&ids[0]).unwrap().topic, "A edited twice");
+        let mb = env.sim.meeting(&ids[1]).unwrap();
+        assert_eq!(mb.topic, "B edited in the calendar", "{policy}");
+        assert!(
+            mb.agenda.contains("B agenda changed again"),
+            "{policy}: {}",
+            mb.agenda
+        );
+        assert!(
+            !ics_files(&coll).iter().any(|f| std::fs::read_to_string(f)
+                .unwrap()
+                .contains("CONFLICT-COPY")),
+            "{policy}: no conflict copy"
+        );
+        assert!(quiet(&env.sync().await), "{policy}: second run not quiet");
+        let st = meetsync::state::State::open(&env.state_dir()).unwrap();
+        assert!(
+            st.pending_links("work", &u.id).unwrap().is_empty(),
+            "{policy}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_merge_whose_push_failed_is_pushed_later_without_a_conflict() {
+    for policy in ["keep-both", "local-wins"] {
+        let (env, u, ids) = two_way_env(&format!("conflict = \"{policy}\"\n")).await;
+        let path = file_of(&env, &u, &ids[1]);
+        edit_summary(&path, "B edited in the calendar");
+        env.sim
+            .update_meeting(&ids[1], |m| m.agenda = "B agenda from the platform".into());
+        // the merged file is written; the platform refuses the update
+        env.sim
+            .inject_fault(Route::MeetingUpdate, Fault::ErrorEnvelope(-1), 100);
+        let r = env.sync().await;
+        assert_eq!(org(&r, &u.email).item_errors, 1, "{policy}: {}", r.render());
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("B agenda from the platform"));
+        env.sim.clear_faults();
+        // the platform changes the agenda again before the next run
+        env.sim
+            .update_meeting(&ids[1], |m| m.agenda = "B agenda changed again".into());
+        let r = env.sync().await;
+        assert!(r.ok(), "{policy}: {}", r.render());
+        assert_eq!(org(&r, &u.email).conflicts, 0, "{policy}: {}", r.render());
+        let m = env.sim.meeting(&ids[1]).unwrap();
+        assert_eq!(m.topic, "B edited in the calendar", "{policy}");
+        assert!(
+            m.agenda.contains("B agenda changed again"),
+            "{policy}: {}",
+            m.agenda
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("B agenda changed again"), "{policy}: {text}");
+        assert!(quiet(&env.sync().await), "{policy}: second run not quiet");
+    }
+}
