@@ -62,6 +62,7 @@ mod stem;
 #[cfg(test)]
 mod tests;
 mod time;
+mod windows_zones;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

@@ -19,8 +19,9 @@
 //!   times, the first one is read.
 //! * **Line ends.** The file's style is the one of its first line end (CRLF, LF or CR; CRLF if
 //!   there is none). New and transplanted lines use it, so a file never mixes styles.
-//! * **Times.** See [`read_event`]. A TZID chrono-tz cannot resolve (e.g. a Windows zone
-//!   name) reads as UTC, like the feed splitter does. UTC-like zones (`UTC`, `Etc/UTC`, `GMT`,
+//! * **Times.** See [`read_event`]. TZIDs are IANA names (also behind a prefix such as
+//!   `/mozilla.org/…/`) or Windows zone ids and display names (Outlook, Exchange); a TZID
+//!   that is neither reads as UTC, like the feed splitter does. UTC-like zones (`UTC`, `Etc/UTC`, `GMT`,
 //!   …) read as `tzid: None`. When DTEND is absent the end is DTSTART + DURATION (exact
 //!   seconds; an all-day start with a whole number of days gives a date).
 //! * **Writing times.** An instant with an IANA `tzid` is written as wall-clock time in that
@@ -1734,6 +1735,39 @@ END:VCALENDAR
         assert!(s(&out)
             .contains("DTSTART;TZID=/mozilla.org/20050126_1/Europe/Paris:20260601T110000\r\n"));
         assert_eq!(s(&out).matches("BEGIN:VTIMEZONE").count(), 1);
+    }
+
+    #[test]
+    fn outlook_windows_tzids_are_resolved_and_reused() {
+        for (tzid, param) in [
+            ("Romance Standard Time", "Romance Standard Time".to_string()),
+            (
+                "(UTC+01:00) Brussels, Copenhagen, Madrid, Paris",
+                "\"(UTC+01:00) Brussels, Copenhagen, Madrid, Paris\"".to_string(),
+            ),
+        ] {
+            let b = crlf(&format!(
+                "BEGIN:VCALENDAR\n{}BEGIN:VEVENT\nUID:u\nDTSTART;TZID={param}:20260601T100000\nDTEND;TZID={param}:20260601T110000\nEND:VEVENT\nEND:VCALENDAR\n",
+                VTZ_PARIS.replace("TZID:Europe/Paris", &format!("TZID:{tzid}"))
+            ));
+            let f = read_event(&b).unwrap().fields;
+            assert_eq!(f.start, Some(at(utc("20260601T080000"), None)), "{tzid}");
+            assert_eq!(tzid_of(&f.start).as_deref(), Some("Europe/Paris"), "{tzid}");
+            let g = Fields {
+                start: Some(at(utc("20260601T090000"), Some("Europe/Paris"))),
+                ..f
+            };
+            let out = apply_fields(&b, &g).unwrap();
+            assert!(
+                s(&out)
+                    .replace("\r\n ", "")
+                    .contains(&format!("DTSTART;TZID={param}:20260601T110000\r\n")),
+                "{}",
+                s(&out)
+            );
+            assert_eq!(s(&out).matches("BEGIN:VTIMEZONE").count(), 1);
+            assert_eq!(read_event(&out).unwrap().fields.start, g.start);
+        }
     }
 
     #[test]

@@ -73,9 +73,15 @@ impl TzCache {
     }
 }
 
-fn resolve_tz(tzid: &str) -> Option<Tz> {
+/// An IANA zone for a TZID: IANA names, Windows zone names (Outlook),
+/// prefixed IANA names.
+pub(crate) fn resolve_tz(tzid: &str) -> Option<Tz> {
+    let tzid = tzid.trim().trim_matches('"').trim();
     if let Ok(tz) = tzid.parse::<Tz>() {
         return Some(tz);
+    }
+    if let Some(iana) = super::windows_zones::iana_for_windows(tzid) {
+        return iana.parse::<Tz>().ok();
     }
     // "/mozilla.org/20050126_1/America/New_York", "/Europe/Berlin", "(GMT+1) Europe/Berlin"...
     let segs: Vec<&str> = tzid.split(['/', ' ']).filter(|s| !s.is_empty()).collect();
@@ -372,7 +378,16 @@ mod tests {
             c.resolve(b"/mozilla.org/20050126_1/America/New_York"),
             Some(Tz::America__New_York)
         );
-        assert_eq!(c.resolve(b"W. Europe Standard Time"), None);
+        // Outlook's Windows zone names
+        assert_eq!(
+            c.resolve(b"W. Europe Standard Time"),
+            Some(Tz::Europe__Berlin)
+        );
+        assert_eq!(
+            c.resolve(b"\"(UTC-08:00) Pacific Time (US & Canada)\""),
+            Some(Tz::America__Los_Angeles)
+        );
+        assert_eq!(c.resolve(b"Mars Standard Time"), None);
     }
 
     #[test]

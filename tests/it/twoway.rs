@@ -645,3 +645,41 @@ async fn a_merge_whose_push_failed_is_pushed_later_without_a_conflict() {
         assert!(quiet(&env.sync().await), "{policy}: second run not quiet");
     }
 }
+
+/// An event saved by Outlook names its zone the Windows way; the meeting must
+/// start at the same instant and carry the IANA zone.
+#[tokio::test]
+async fn an_event_with_a_windows_zone_name_becomes_a_meeting_at_the_right_time() {
+    let (env, u, _) = two_way_env("").await;
+    let coll = collection_of(&env, &u);
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:Microsoft Exchange Server 2010\r\n\
+BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\n\
+BEGIN:STANDARD\r\nDTSTART:16010101T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n\
+RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=10\r\nEND:STANDARD\r\n\
+BEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n\
+RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=3\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:040000008200E00074C5B7101A82E008000000001@outlook.test\r\n\
+DTSTAMP:20261120T100000Z\r\nSUMMARY:Planned in Outlook\r\n\
+DTSTART;TZID=W. Europe Standard Time:20270615T140000\r\n\
+DTEND;TZID=W. Europe Standard Time:20270615T150000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    std::fs::write(coll.join("outlook.ics"), ics).unwrap();
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(org(&r, &u.email).pushed.0, 1, "{}", r.render());
+    let m = env
+        .sim
+        .meetings_of(&u.id)
+        .into_iter()
+        .find(|m| m.topic == "Planned in Outlook")
+        .expect("created");
+    // 14:00 in Berlin in June is 12:00 UTC
+    assert_eq!(m.start.to_rfc3339(), "2027-06-15T12:00:00+00:00");
+    assert_eq!(m.end.to_rfc3339(), "2027-06-15T13:00:00+00:00");
+    assert_eq!(m.timezone, "Europe/Berlin");
+    // the file is left as Outlook wrote it, and the pair settles
+    assert_eq!(
+        std::fs::read_to_string(coll.join("outlook.ics")).unwrap(),
+        ics
+    );
+    assert!(quiet(&env.sync().await));
+}
