@@ -1746,7 +1746,9 @@ impl Crash {
     }
 
     /// What must hold after any kill. Returns the number of temp files left.
-    fn check_after_kill(&self, run: usize) -> usize {
+    /// `pid`: the killed process; only its temp files are counted (older
+    /// ones are removed by a later write phase).
+    fn check_after_kill(&self, run: usize, pid: u32) -> usize {
         let ctx = |m: String| format!("after kill #{run}: {m}");
         // the state database is intact
         let ok: String = self
@@ -1765,7 +1767,9 @@ impl Crash {
                         "{}",
                         ctx(format!("visible temp file {name}"))
                     );
-                    temps += 1;
+                    if name.contains(&format!("-{pid}-")) {
+                        temps += 1;
+                    }
                     continue;
                 }
                 if !name.ends_with(".ics") {
@@ -2074,7 +2078,7 @@ async fn killed_syncs_never_duplicate_or_corrupt_and_then_converge() {
                 eprintln!("  intent {i:?}");
             }
         }
-        let temps = c.check_after_kill(run);
+        let temps = c.check_after_kill(run, child.id());
         let wrote = c.store_state() != before;
         let recorded = c.count("SELECT count(*) FROM runs") - runs_before;
         let intents = c.count("SELECT count(*) FROM intents");
