@@ -148,14 +148,17 @@ pub fn status(cfg: &Config) -> i32 {
                 println!("  next run: {}{backoff}", fmt_time(next));
             }
             _ => {
-                if let Ok(c) = config::parse_schedule(&p.schedule) {
-                    if let Ok(next) = c.find_next_occurrence(&chrono::Local::now(), false) {
-                        println!(
-                            "  next run: {} by the schedule `{}` (the daemon has not run yet)",
-                            next.format("%Y-%m-%d %H:%M %Z"),
-                            p.schedule
-                        );
-                    }
+                if let Some(next) = crate::daemon::next_by_schedule(p, chrono::Utc::now()) {
+                    let when = match p.schedule_timezone {
+                        Some(tz) => next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+                        None => next
+                            .with_timezone(&chrono::Local)
+                            .format("%Y-%m-%d %H:%M %Z"),
+                    };
+                    println!(
+                        "  next run: {when} by the schedule `{}` (the daemon has not run yet)",
+                        p.schedule
+                    );
                 }
             }
         }

@@ -126,3 +126,27 @@ fn unknown_pair_is_a_config_error() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pair named `nope`"));
 }
+
+/// Before the daemon ever ran, `status` computes the next run from the
+/// schedule, in the pair's `schedule_timezone`.
+#[tokio::test]
+async fn status_before_the_daemon_ran_reads_the_schedule_in_its_zone() {
+    let env = Env::new(SimOptions::default(), 1, 0).await;
+    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+        "name = \"work\"\n",
+        "name = \"work\"\nschedule = \"30 9 * * *\"\nschedule_timezone = \"Asia/Tokyo\"\n",
+    );
+    std::fs::write(&env.config_path, text).unwrap();
+    let out = bin()
+        .args(["status", "--config"])
+        .arg(&env.config_path)
+        .env("TZ", "America/Los_Angeles")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("09:30 JST by the schedule `30 9 * * *` (the daemon has not run yet)"),
+        "{stdout}"
+    );
+}
