@@ -1,13 +1,7 @@
 //! The binary: exit codes, messages, `--help`.
 
-use std::process::Command;
-
 use crate::common::*;
 use meetsync::sim::SimOptions;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_meetsync"))
-}
 
 #[test]
 fn check_config_reports_every_problem_and_exits_78() {
@@ -132,11 +126,7 @@ fn unknown_pair_is_a_config_error() {
 #[tokio::test]
 async fn status_before_the_daemon_ran_reads_the_schedule_in_its_zone() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
-    let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
-        "name = \"work\"\n",
-        "name = \"work\"\nschedule = \"30 9 * * *\"\nschedule_timezone = \"Asia/Tokyo\"\n",
-    );
-    std::fs::write(&env.config_path, text).unwrap();
+    env.set_pair_keys("schedule = \"30 9 * * *\"\nschedule_timezone = \"Asia/Tokyo\"\n");
     let out = bin()
         .args(["status", "--config"])
         .arg(&env.config_path)

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use meetsync::config::{self, Config};
 use meetsync::cycle::{self, JobOptions, PairReport};
 use meetsync::http::RetryPolicy;
-use meetsync::sim::{AccountInfo, RunningSim, Sim, SimOptions, UserInfo};
+use meetsync::model::{Fields, When};
+use meetsync::sim::{AccountInfo, MeetingSpec, RunningSim, Sim, SimOptions, UserInfo};
 use meetsync::state::State;
 
 pub const API_KEY: &str = "test-api-key-0123456789";
@@ -93,11 +94,67 @@ impl Env {
         self.sync_with(opts(now())).await
     }
 
+    /// Add `keys` (TOML lines) to the pair, e.g. `direction = "two-way"\n`.
+    pub fn set_pair_keys(&self, keys: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let text = text.replacen("name = \"work\"\n", &format!("name = \"work\"\n{keys}"), 1);
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
     pub async fn sync_with(&self, o: JobOptions) -> PairReport {
         let cfg = self.config();
         let state = Arc::new(Mutex::new(State::open(&cfg.state_dir).unwrap()));
         cycle::sync_pair(&cfg.pairs[0], state, &o).await
     }
+}
+
+/// The meetsync binary of this build.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meetsync"))
+}
+
+/// A 30-minute meeting `days` from now, on a whole minute, with no agenda
+/// and no invitees.
+pub fn spec(topic: &str, days: i64) -> MeetingSpec {
+    let start = chrono::Utc::now() + chrono::Duration::days(days);
+    let start = start - chrono::Duration::seconds(start.timestamp() % 60);
+    MeetingSpec {
+        topic: topic.into(),
+        agenda: String::new(),
+        start,
+        end: start + chrono::Duration::minutes(30),
+        timezone: "Europe/Zurich".into(),
+        invited: vec![],
+        recurrence: None,
+        extra_ics: vec![],
+    }
+}
+
+/// The fields of a 30-minute event (UTC) `days` from now, on a whole minute,
+/// and its start.
+pub fn event_fields(summary: &str, days: i64) -> (Fields, i64) {
+    let start = now() + days * 86_400;
+    let start = start - start % 60;
+    let f = Fields {
+        summary: summary.into(),
+        start: Some(When::Instant {
+            unix: start,
+            tzid: None,
+        }),
+        end: Some(When::Instant {
+            unix: start + 1800,
+            tzid: None,
+        }),
+        ..Fields::default()
+    };
+    (f, start)
+}
+
+/// Write a new event file, as a calendar app would; returns its path.
+pub fn write_event(dir: &Path, file: &str, uid: &str, f: &Fields, start: i64) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, meetsync::ics::props::new_event(uid, f, start, &[])).unwrap();
+    path
 }
 
 pub fn set_private(p: &Path) {

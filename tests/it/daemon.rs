@@ -465,15 +465,7 @@ async fn a_local_edit_in_a_two_way_pair_reaches_the_platform_within_seconds() {
     let port = free_port();
     // a yearly schedule: only the folder watcher can explain a quick sync
     write_daemon_config(&env, &daemon_section(port, 60), "0 0 1 1 *");
-    let text = std::fs::read_to_string(&env.config_path).unwrap();
-    std::fs::write(
-        &env.config_path,
-        text.replace(
-            "name = \"work\"\n",
-            "name = \"work\"\ndirection = \"two-way\"\n",
-        ),
-    )
-    .unwrap();
+    env.set_pair_keys("direction = \"two-way\"\n");
     let mut d = Daemon::start(&env.config_path, env.dir.path(), port);
     assert!(d.wait_message("READY=1", Duration::from_secs(15)));
     let file =

@@ -20,28 +20,9 @@ use meetsync::cycle::{JobOptions, Outcome, PairReport};
 use meetsync::http::RetryPolicy;
 use meetsync::ics::props;
 use meetsync::model::{Fields, When};
-use meetsync::sim::{Fault, MeetingSpec, Route, SimOptions, UserInfo};
+use meetsync::sim::{Fault, Route, SimOptions, UserInfo};
 
 // ---------------------------------------------------------------- helpers
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_meetsync"))
-}
-
-fn spec(topic: &str, days: i64) -> MeetingSpec {
-    let start = chrono::Utc::now() + chrono::Duration::days(days);
-    let start = start - chrono::Duration::seconds(start.timestamp() % 60);
-    MeetingSpec {
-        topic: topic.into(),
-        agenda: String::new(),
-        start,
-        end: start + chrono::Duration::minutes(30),
-        timezone: "Europe/Zurich".into(),
-        invited: vec![],
-        recurrence: None,
-        extra_ics: vec![],
-    }
-}
 
 /// Job options with a given retry policy, one organizer at a time (so that
 /// queued faults hit the first organizer's attempts only).
@@ -330,38 +311,13 @@ async fn retry_after_in_seconds_and_as_an_http_date_is_waited_for() {
 #[tokio::test]
 async fn post_is_never_retried_put_is() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
-    let text = std::fs::read_to_string(&env.config_path).unwrap();
-    std::fs::write(
-        &env.config_path,
-        text.replace(
-            "name = \"work\"\n",
-            "name = \"work\"\ndirection = \"two-way\"\n",
-        ),
-    )
-    .unwrap();
+    env.set_pair_keys("direction = \"two-way\"\n");
     let u = env.users[0].clone();
     let id = env.sim.create_meeting(&u.id, spec("Existing", 2));
     assert!(env.sync().await.ok());
     let coll = collection_of(&env, &u);
-    let start = now() + 4 * 86_400;
-    let start = start - start % 60;
-    let fields = Fields {
-        summary: "New from the calendar".into(),
-        start: Some(When::Instant {
-            unix: start,
-            tzid: None,
-        }),
-        end: Some(When::Instant {
-            unix: start + 1800,
-            tzid: None,
-        }),
-        ..Fields::default()
-    };
-    std::fs::write(
-        coll.join("new.ics"),
-        props::new_event("new-1@example.test", &fields, start, &[]),
-    )
-    .unwrap();
+    let (fields, start) = event_fields("New from the calendar", 4);
+    write_event(&coll, "new.ics", "new-1@example.test", &fields, start);
     // a local edit too: its PUT is retried after a 503
     let path = coll.join(format!("{}.ics", meetsync::ics::file_stem_for_uid(&id)));
     let bytes = std::fs::read(&path).unwrap();
@@ -1261,11 +1217,7 @@ async fn no_secret_in_logs_output_state_status_or_metrics() {
         }),
         ..Fields::default()
     };
-    std::fs::write(
-        coll.join("pushed.ics"),
-        props::new_event("pushed-1@example.test", &fields, start, &[]),
-    )
-    .unwrap();
+    write_event(&coll, "pushed.ics", "pushed-1@example.test", &fields, start);
     for u in &users {
         env.sim.create_meeting(&u.id, spec("changed", 3));
     }
@@ -2149,39 +2101,13 @@ async fn killed_syncs_never_duplicate_or_corrupt_and_then_converge() {
 #[tokio::test]
 async fn a_platform_edit_of_a_meeting_created_in_the_calendar_keeps_one_meeting() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
-    let text = std::fs::read_to_string(&env.config_path).unwrap();
-    std::fs::write(
-        &env.config_path,
-        text.replace(
-            "name = \"work\"\n",
-            "name = \"work\"\ndirection = \"two-way\"\non_local_delete = \"delete\"\n",
-        ),
-    )
-    .unwrap();
+    env.set_pair_keys("direction = \"two-way\"\non_local_delete = \"delete\"\n");
     let u = env.users[0].clone();
     env.sim.create_meeting(&u.id, spec("Platform meeting", 3));
     assert!(env.sync().await.ok());
     let coll = collection_of(&env, &u);
-    let start = now() + 6 * 86_400;
-    let start = start - start % 60;
-    let fields = Fields {
-        summary: "Made in the calendar".into(),
-        start: Some(When::Instant {
-            unix: start,
-            tzid: None,
-        }),
-        end: Some(When::Instant {
-            unix: start + 1800,
-            tzid: None,
-        }),
-        ..Fields::default()
-    };
-    let path = coll.join("mine.ics");
-    std::fs::write(
-        &path,
-        props::new_event("mine-1@example.test", &fields, start, &[]),
-    )
-    .unwrap();
+    let (fields, start) = event_fields("Made in the calendar", 6);
+    let path = write_event(&coll, "mine.ics", "mine-1@example.test", &fields, start);
     let r = env.sync().await;
     assert_eq!(org(&r, &u.email).pushed, (1, 0, 0), "{}", r.render());
     let id = env
@@ -2220,39 +2146,13 @@ async fn a_platform_edit_of_a_meeting_created_in_the_calendar_keeps_one_meeting(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_adopted_create_that_needs_an_update_clears_its_intent() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
-    let text = std::fs::read_to_string(&env.config_path).unwrap();
-    std::fs::write(
-        &env.config_path,
-        text.replace(
-            "name = \"work\"\n",
-            "name = \"work\"\ndirection = \"two-way\"\n",
-        ),
-    )
-    .unwrap();
+    env.set_pair_keys("direction = \"two-way\"\n");
     let u = env.users[0].clone();
     env.sim.create_meeting(&u.id, spec("Already there", 2));
     assert!(env.sync().await.ok());
     let coll = collection_of(&env, &u);
-    let start = now() + 5 * 86_400;
-    let start = start - start % 60;
-    let fields = Fields {
-        summary: "Posted, then killed".into(),
-        start: Some(When::Instant {
-            unix: start,
-            tzid: None,
-        }),
-        end: Some(When::Instant {
-            unix: start + 1800,
-            tzid: None,
-        }),
-        ..Fields::default()
-    };
-    let path = coll.join("killed.ics");
-    std::fs::write(
-        &path,
-        props::new_event("killed-1@example.test", &fields, start, &[]),
-    )
-    .unwrap();
+    let (fields, start) = event_fields("Posted, then killed", 5);
+    let path = write_event(&coll, "killed.ics", "killed-1@example.test", &fields, start);
     env.sim.inject_fault(
         Route::MeetingCreate,
         Fault::DelayAfter(Duration::from_secs(30)),

@@ -3,21 +3,7 @@
 
 use crate::common::*;
 use meetsync::cycle::Outcome;
-use meetsync::sim::{Fault, Freq, MeetingSpec, OverrideSpec, Recurrence, Route, SimOptions};
-
-fn spec(topic: &str, start_in_days: i64) -> MeetingSpec {
-    let start = chrono::Utc::now() + chrono::Duration::days(start_in_days);
-    MeetingSpec {
-        topic: topic.into(),
-        agenda: String::new(),
-        start,
-        end: start + chrono::Duration::minutes(30),
-        timezone: "Europe/Zurich".into(),
-        invited: vec![],
-        recurrence: None,
-        extra_ics: vec![],
-    }
-}
+use meetsync::sim::{Fault, Freq, OverrideSpec, Recurrence, Route, SimOptions};
 
 #[tokio::test]
 async fn first_sync_writes_every_meeting_once_per_organizer() {

@@ -13,18 +13,12 @@ use meetsync::ics::props;
 use meetsync::model::{Fields, When};
 use meetsync::sim::{Fault, MeetingSpec, Route, SimOptions};
 
+/// A meeting with an agenda and one invitee.
 fn spec(topic: &str, days: i64) -> MeetingSpec {
-    let start = chrono::Utc::now() + chrono::Duration::days(days);
-    let start = start - chrono::Duration::seconds(start.timestamp() % 60);
     MeetingSpec {
-        topic: topic.into(),
         agenda: format!("Agenda of {topic}"),
-        start,
-        end: start + chrono::Duration::minutes(30),
-        timezone: "Europe/Zurich".into(),
         invited: vec!["ann@example.test".into()],
-        recurrence: None,
-        extra_ics: vec![],
+        ..crate::common::spec(topic, days)
     }
 }
 
@@ -33,12 +27,7 @@ const TWO_WAY: &str = "direction = \"two-way\"\n";
 /// An environment whose pair is two-way with the given extra pair keys.
 async fn two_way_env(pair_keys: &str) -> (Env, meetsync::sim::UserInfo, Vec<String>) {
     let env = Env::new(SimOptions::default(), 1, 0).await;
-    let text = std::fs::read_to_string(&env.config_path).unwrap();
-    let text = text.replace(
-        "name = \"work\"\n",
-        &format!("name = \"work\"\n{TWO_WAY}{pair_keys}"),
-    );
-    std::fs::write(&env.config_path, text).unwrap();
+    env.set_pair_keys(&format!("{TWO_WAY}{pair_keys}"));
     let u = env.users[0].clone();
     let ids = (0..6)
         .map(|i| {
@@ -99,11 +88,13 @@ async fn every_kind_of_change_ends_as_the_policy_says_in_one_run() {
         ]),
     };
     let coll = collection_of(&env, &u);
-    std::fs::write(
-        coll.join("khal-new.ics"),
-        props::new_event("khal-new-1@example.test", &new, start, &[]),
-    )
-    .unwrap();
+    write_event(
+        &coll,
+        "khal-new.ics",
+        "khal-new-1@example.test",
+        &new,
+        start,
+    );
     // a local delete
     std::fs::remove_file(file_of(&env, &u, &ids[2])).unwrap();
     // a platform edit
@@ -294,11 +285,7 @@ async fn killed_between_post_and_commit_creates_exactly_one_meeting() {
         ..Fields::default()
     };
     let coll = collection_of(&env, &u);
-    std::fs::write(
-        coll.join("kill.ics"),
-        props::new_event("kill-1@example.test", &f, start, &[]),
-    )
-    .unwrap();
+    write_event(&coll, "kill.ics", "kill-1@example.test", &f, start);
     // the platform creates the meeting, then takes 30 s to answer
     env.sim.inject_fault(
         Route::MeetingCreate,
@@ -415,12 +402,7 @@ async fn a_new_weekly_series_becomes_a_recurring_meeting_and_settles() {
         ..Fields::default()
     };
     let coll = collection_of(&env, &u);
-    let path = coll.join("weekly.ics");
-    std::fs::write(
-        &path,
-        props::new_event("weekly-1@example.test", &f, start, &[]),
-    )
-    .unwrap();
+    let path = write_event(&coll, "weekly.ics", "weekly-1@example.test", &f, start);
     let r = env.sync().await;
     assert!(r.ok(), "{}", r.render());
     assert_eq!(org(&r, &u.email).pushed, (1, 0, 0), "{}", r.render());
