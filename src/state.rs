@@ -124,7 +124,7 @@ CREATE TABLE IF NOT EXISTS pending (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_links (
     pair TEXT NOT NULL, organizer TEXT NOT NULL, local_uid TEXT NOT NULL, file_hash BLOB NOT NULL,
-    file_ino INTEGER NOT NULL, fresh INTEGER NOT NULL, remote_uid TEXT, meeting_id TEXT, file TEXT NOT NULL, fields TEXT NOT NULL,
+    file_ino INTEGER NOT NULL, fresh INTEGER NOT NULL, temp_name TEXT NOT NULL, remote_uid TEXT, meeting_id TEXT, file TEXT NOT NULL, fields TEXT NOT NULL,
     local_hash BLOB NOT NULL, remote_hash BLOB NOT NULL, last_end INTEGER,
     PRIMARY KEY (pair, organizer, local_uid, file_hash)
 ) WITHOUT ROWID;
@@ -153,8 +153,9 @@ pub struct LinkCommit<'a> {
     pub intents_done: &'a [String],
     /// The feed's validators, when every platform change is applied.
     pub feed: Option<&'a FeedState>,
-    /// The job's local writes are linked: forget its pending links.
-    pub clear_pending: bool,
+    /// Local UIDs whose pending links are settled (the job's own writes,
+    /// now linked): forget them.
+    pub pending_done: &'a [String],
 }
 
 /// A file a pull job is about to move into place, recorded before the rename:
@@ -173,14 +174,17 @@ pub struct PendingWrite {
 /// recorded before the file is moved into place. If the job dies before its
 /// link commit, the next run takes `base` as the last agreed state instead of
 /// the older link when the file in place is the job's (so the job's own write
-/// is not mistaken for a calendar edit): the same bytes (`file_hash`), the
-/// same inode (`file_ino`: renamed in, maybe edited in place since), or any
-/// file at all where there was none before (`fresh`).
+/// is not mistaken for a calendar edit): the same bytes (`file_hash`), or,
+/// once the temp file `temp_name` is gone (renamed into place), the same inode
+/// (`file_ino`: edited in place since) or any file where there was none
+/// (`fresh`). The next run settles the rows before it writes anything, so
+/// they never outlive one interrupted job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingLink {
     pub file_hash: Vec<u8>,
     pub file_ino: u64,
     pub fresh: bool,
+    pub temp_name: String,
     pub base: Base,
 }
 
@@ -333,11 +337,14 @@ impl State {
                 del.execute(params![pair, organizer, uid]).map_err(err)?;
             }
             if c.clear_pending {
-                tx.execute(
-                    "DELETE FROM pending WHERE pair=?1 AND organizer=?2",
-                    params![pair, organizer],
-                )
-                .map_err(err)?;
+                // a pair switched from two-way to pull leaves no stale links behind
+                for table in ["pending", "pending_links"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE pair=?1 AND organizer=?2"),
+                        params![pair, organizer],
+                    )
+                    .map_err(err)?;
+                }
             }
             if let Some(f) = &c.feed {
                 upsert_feed(&tx, pair, organizer, f).map_err(err)?;
@@ -552,7 +559,7 @@ impl State {
             removals,
             intents_done,
             feed,
-            clear_pending,
+            pending_done,
         } = *c;
         let path = self.path.clone();
         let err = |source| StateError::Db {
@@ -605,19 +612,42 @@ impl State {
             if let Some(f) = feed {
                 upsert_feed(&tx, pair, organizer, f).map_err(err)?;
             }
-            if clear_pending {
-                tx.execute(
-                    "DELETE FROM pending_links WHERE pair=?1 AND organizer=?2",
-                    params![pair, organizer],
+            let mut settled = tx
+                .prepare_cached(
+                    "DELETE FROM pending_links WHERE pair=?1 AND organizer=?2 AND local_uid=?3",
                 )
                 .map_err(err)?;
+            for u in pending_done {
+                settled.execute(params![pair, organizer, u]).map_err(err)?;
             }
         }
         tx.commit().map_err(err)
     }
 
+    /// Settle the pending links an interrupted job left: store the links
+    /// taken over (`recovered`) and forget the rows of every UID that was
+    /// checked, in one transaction.
+    pub fn settle_pending_links(
+        &mut self,
+        pair: &str,
+        organizer: &str,
+        recovered: &[Base],
+        checked: &[String],
+    ) -> Result<(), StateError> {
+        self.commit_links(
+            pair,
+            organizer,
+            &LinkCommit {
+                upserts: recovered,
+                pending_done: checked,
+                ..LinkCommit::default()
+            },
+        )
+    }
+
     /// Record the links a two-way job will commit for the files it is about
-    /// to move into place (every version since the last commit is kept).
+    /// to move into place (settled by the job's link commit, else by the next
+    /// run).
     pub fn add_pending_links(
         &mut self,
         pair: &str,
@@ -633,8 +663,8 @@ impl State {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO pending_links (pair, organizer, local_uid, file_hash, file_ino, fresh, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT OR REPLACE INTO pending_links (pair, organizer, local_uid, file_hash, file_ino, fresh, temp_name, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(err)?;
             for p in links {
@@ -647,6 +677,7 @@ impl State {
                     p.file_hash,
                     p.file_ino as i64,
                     p.fresh,
+                    p.temp_name,
                     b.remote_uid,
                     b.meeting_id,
                     b.file,
@@ -670,7 +701,7 @@ impl State {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT local_uid, file_hash, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end, file_ino, fresh
+                "SELECT local_uid, file_hash, remote_uid, meeting_id, file, fields, local_hash, remote_hash, last_end, file_ino, fresh, temp_name
                  FROM pending_links WHERE pair=?1 AND organizer=?2",
             )
             .map_err(|e| self.err(e))?;
@@ -681,6 +712,7 @@ impl State {
                     file_hash: r.get(1)?,
                     file_ino: r.get::<_, i64>(9)? as u64,
                     fresh: r.get(10)?,
+                    temp_name: r.get(11)?,
                     base: Base {
                         local_uid: r.get(0)?,
                         remote_uid: r.get(2)?,

@@ -227,40 +227,61 @@ fn scan_local(
     Ok(side)
 }
 
+/// The pending links an interrupted job left, sorted out.
+struct Recovered {
+    /// Links taken over: their files are the job's.
+    links: Vec<Base>,
+    /// UIDs whose rows were checked (taken over or not); the rows of files
+    /// that cannot be read now wait for a later run.
+    checked: Vec<String>,
+}
+
 /// A job that died between moving its files into place and committing their
 /// links left those files ahead of the state. Where a file in place is that
 /// job's (see [`PendingLink`]), the link it was about to commit becomes the
 /// base: else the job's own write would look like a calendar edit, and a
-/// platform change made since like a conflict. Returns the links taken over.
+/// platform change made since like a conflict.
 fn take_pending_links(
     bases: &mut Vec<Base>,
     pending: Vec<PendingLink>,
     local: &LocalSide,
-) -> Vec<Base> {
+    dir: &Path,
+) -> Recovered {
     let by_uid: HashMap<&str, &CachedFile> = local
         .cache
         .iter()
         .filter(|c| !local.broken.contains(&c.uid))
         .map(|c| (c.uid.as_str(), c))
         .collect();
-    let mut taken = Vec::new();
+    let mut out = Recovered {
+        links: Vec::new(),
+        checked: Vec::new(),
+    };
     for p in pending {
-        // the job's file is in place: as written, edited in place since, or
-        // any file where there was none (a kill before the rename leaves the
-        // old file, or none)
-        let ours = by_uid.get(p.base.local_uid.as_str()).is_some_and(|c| {
-            c.hash[..] == p.file_hash[..] || c.ino as u64 == p.file_ino || p.fresh
+        let uid = p.base.local_uid.clone();
+        if local.broken.contains(&uid) || local.broken_files.contains(&p.base.file) {
+            continue; // decided once the file can be read again
+        }
+        if out.checked.contains(&uid) {
+            continue;
+        }
+        out.checked.push(uid.clone());
+        // the job's file is in place: as written; or renamed in (its temp
+        // file is gone) and edited in place since, or where there was none
+        let renamed = || !p.temp_name.is_empty() && !dir.join(&p.temp_name).exists();
+        let ours = by_uid.get(uid.as_str()).is_some_and(|c| {
+            c.hash[..] == p.file_hash[..] || (renamed() && (c.ino as u64 == p.file_ino || p.fresh))
         });
         if !ours {
             continue;
         }
-        match bases.iter_mut().find(|b| b.local_uid == p.base.local_uid) {
+        match bases.iter_mut().find(|b| b.local_uid == uid) {
             Some(b) => *b = p.base.clone(),
             None => bases.push(p.base.clone()),
         }
-        taken.push(p.base);
+        out.links.push(p.base);
     }
-    taken
+    out
 }
 
 /// Run the two-way job of one organizer.
@@ -318,12 +339,20 @@ pub async fn sync_organizer(
         Ok(l) => l,
         Err(e) => return fail(report, e),
     };
-    let recovered = take_pending_links(&mut bases, pending, &local);
-    if !recovered.is_empty() {
+    let recovered = take_pending_links(&mut bases, pending, &local, &dir);
+    if !recovered.links.is_empty() {
         report.notes.push(format!(
             "{} file(s) written by an interrupted run recognised as its own",
-            recovered.len()
+            recovered.links.len()
         ));
+    }
+    // settled before this job writes anything: rows never outlive one job
+    if !opts.dry_run && !recovered.checked.is_empty() {
+        if let Err(e) =
+            lock().settle_pending_links(&pair.name, &org.key, &recovered.links, &recovered.checked)
+        {
+            return fail(report, format!("{e}; nothing was changed"));
+        }
     }
     let broken_remote = remote
         .as_ref()
@@ -341,13 +370,35 @@ pub async fn sync_organizer(
         })
         .cloned()
         .collect();
+    // the meetings of items left out (their file cannot be read) wait too:
+    // they are not new meetings
+    let waiting: HashSet<&str> = bases
+        .iter()
+        .filter(|b| !plannable.iter().any(|p| p.local_uid == b.local_uid))
+        .flat_map(|b| [b.remote_uid.as_deref(), b.meeting_id.as_deref()])
+        .flatten()
+        .collect();
+    let remote_items: Option<Vec<Remote>> = remote.as_ref().map(|r| {
+        r.items
+            .iter()
+            .filter(|i| {
+                !waiting.contains(i.uid.as_str())
+                    && !i.meeting_id.as_deref().is_some_and(|m| waiting.contains(m))
+            })
+            .cloned()
+            .collect()
+    });
+    let remote_waiting = remote
+        .as_ref()
+        .zip(remote_items.as_ref())
+        .is_some_and(|(r, kept)| kept.len() < r.items.len());
     let policy = Policy {
         conflict: pair.two_way.conflict,
         delete_remote: pair.two_way.delete_remote_on_local_delete,
         aged_before: opts.now - i64::from(pair.sync.past_days) * DAY,
     };
     let plan = reconcile::plan(
-        remote.as_ref().map(|r| r.items.as_slice()),
+        remote_items.as_deref(),
         &local.items,
         &plannable,
         &intents,
@@ -410,7 +461,7 @@ pub async fn sync_organizer(
     }
     let mut batch = vdir.batch(&collection);
     let mut written: HashMap<String, Vec<u8>> = HashMap::new(); // local uid → new file bytes
-    let mut placed: HashMap<String, (u64, bool)> = HashMap::new(); // local uid → (inode, new file)
+    let mut placed: HashMap<String, (String, u64, bool)> = HashMap::new(); // local uid → (temp file, inode, new file)
     let bases_by_uid: HashMap<&str, &Base> =
         bases.iter().map(|b| (b.local_uid.as_str(), b)).collect();
     let mut skip: HashSet<usize> = HashSet::new();
@@ -511,8 +562,8 @@ pub async fn sync_organizer(
         if let Some(b) = new_bytes {
             let fresh = s.local == LocalOp::Create && !dir.join(&file).exists();
             match batch.stage_tracked(&file, &b) {
-                Ok(ino) => {
-                    placed.insert(luid.clone(), (ino, fresh));
+                Ok((tmp, ino)) => {
+                    placed.insert(luid.clone(), (tmp, ino, fresh));
                 }
                 Err(e) => return fail(report, format!("{e}; nothing was committed")),
             }
@@ -627,11 +678,12 @@ pub async fn sync_organizer(
     let pending: Vec<PendingLink> = upserts
         .iter()
         .filter_map(|b| {
-            let (file_ino, fresh) = placed.get(&b.local_uid).copied()?;
+            let (temp_name, file_ino, fresh) = placed.get(&b.local_uid).cloned()?;
             written.get(&b.local_uid).map(|bytes| PendingLink {
                 file_hash: ics::content_hash(bytes).to_vec(),
                 file_ino,
                 fresh,
+                temp_name,
                 base: b.clone(),
             })
         })
@@ -641,20 +693,33 @@ pub async fn sync_organizer(
             return fail(report, format!("{e}; nothing was committed"));
         }
     }
+    let pending_uids: Vec<String> = pending.iter().map(|p| p.base.local_uid.clone()).collect();
     if let Err(e) = batch.commit() {
+        // the rows of files that did not reach their place go: a later
+        // file there must not be taken for this job's
+        let not_placed: Vec<String> = pending
+            .iter()
+            .filter(|p| {
+                !matches!(vdir.read(&collection, &p.base.file),
+                    Ok(Some(b)) if ics::content_hash(&b)[..] == p.file_hash[..])
+            })
+            .map(|p| p.base.local_uid.clone())
+            .collect();
+        if !not_placed.is_empty() {
+            let done = LinkCommit {
+                pending_done: &not_placed,
+                ..LinkCommit::default()
+            };
+            if let Err(e) = lock().commit_links(&pair.name, &org.key, &done) {
+                tracing::warn!(error = %e, "cannot forget the pending links of unwritten files");
+            }
+        }
         return fail(report, format!("{e}; the sync state was not changed"));
-    }
-    // links taken over from a job that died before committing them are
-    // committed now (a step of this run may supersede them: it comes later)
-    if !recovered.is_empty() {
-        let mut all = recovered;
-        all.append(&mut upserts);
-        upserts = all;
     }
 
     // Store the feed's validators only when every platform change was applied:
     // else the next run must read the feed in full to see the rest again.
-    let feed_after_local = if skip.is_empty() && broken_remote.is_empty() {
+    let feed_after_local = if skip.is_empty() && broken_remote.is_empty() && !remote_waiting {
         remote.as_ref().map(|r| r.feed.clone())
     } else {
         None
@@ -667,7 +732,7 @@ pub async fn sync_organizer(
             removals: &removals,
             intents_done: &intents_done,
             feed: feed_after_local.as_ref(),
-            clear_pending: true,
+            pending_done: &pending_uids,
         },
     ) {
         return fail(

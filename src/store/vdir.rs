@@ -145,10 +145,19 @@ impl Batch {
         self.stage_inner(file, bytes, false).map(|_| ())
     }
 
-    /// [`stage`](Self::stage), returning the inode the file will have once
-    /// renamed into place (it tells a later run whether the rename happened).
-    pub fn stage_tracked(&mut self, file: &str, bytes: &[u8]) -> Result<u64, StoreError> {
-        self.stage_inner(file, bytes, true).map(|i| i.unwrap_or(0))
+    /// [`stage`](Self::stage), returning the temp file's name and the inode
+    /// the file will have once renamed into place: a later run tells by them
+    /// whether the rename happened (the temp file is gone) and whether the
+    /// file in place is still that one.
+    pub fn stage_tracked(&mut self, file: &str, bytes: &[u8]) -> Result<(String, u64), StoreError> {
+        let ino = self.stage_inner(file, bytes, true)?.unwrap_or(0);
+        let tmp = self
+            .staged
+            .last()
+            .and_then(|(t, _)| t.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((tmp, ino))
     }
 
     fn stage_inner(

@@ -457,14 +457,16 @@ async fn an_empty_feed_is_refused_in_two_way_pairs_too() {
     assert_eq!(snapshot(&env.cal()), before);
 }
 
-/// Make the state refuse (or accept again) every change of the two-way links:
-/// a job then stops right after moving its calendar files into place, in the
-/// state a SIGKILL at that moment leaves behind.
+/// Make the state refuse (or accept again) to store feed validators. A
+/// two-way job stores them in the one transaction that links the files it
+/// has just moved into place, so the job stops right there, in the state a
+/// SIGKILL at that moment leaves behind; the settling of an earlier job's
+/// links at the start of a run still goes through.
 fn refuse_link_commits(env: &Env, refuse: bool) {
     let c = rusqlite::Connection::open(env.state_dir().join("state.sqlite3")).unwrap();
     let sql = if refuse {
-        "CREATE TRIGGER refuse_ins BEFORE INSERT ON links BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;
-         CREATE TRIGGER refuse_upd BEFORE UPDATE ON links BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;"
+        "CREATE TRIGGER refuse_ins BEFORE INSERT ON feeds BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;
+         CREATE TRIGGER refuse_upd BEFORE UPDATE ON feeds BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;"
     } else {
         "DROP TRIGGER refuse_ins; DROP TRIGGER refuse_upd;"
     };
@@ -664,4 +666,98 @@ DTEND;TZID=W. Europe Standard Time:20270615T150000\r\nEND:VEVENT\r\nEND:VCALENDA
         ics
     );
     assert!(quiet(&env.sync().await));
+}
+
+/// Two jobs die in a row after writing the same event (first as a new file,
+/// then replaced by a later platform edit); the platform edits it once more.
+/// The link of the later job must win: no conflict, the newest edit stays.
+#[tokio::test]
+async fn two_jobs_dying_in_a_row_leave_the_newer_link() {
+    for policy in ["keep-both", "local-wins", "remote-wins"] {
+        let (env, u, _) = two_way_env(&format!("conflict = \"{policy}\"\n")).await;
+        let c = env.sim.create_meeting(&u.id, spec("C v1", 9));
+        refuse_link_commits(&env, true);
+        assert!(!env.sync().await.ok());
+        assert_eq!(summary_of(&file_of(&env, &u, &c)), "C v1");
+        env.sim.update_meeting(&c, |m| m.topic = "C v2".into());
+        let r = env.sync().await;
+        assert!(!r.ok(), "{policy}: {}", r.render());
+        assert_eq!(summary_of(&file_of(&env, &u, &c)), "C v2", "{policy}");
+        // the first job's row was settled when the second started: one row,
+        // the second job's
+        let st = meetsync::state::State::open(&env.state_dir()).unwrap();
+        let rows = st.pending_links("work", &u.id).unwrap();
+        assert_eq!(rows.len(), 1, "{policy}: {rows:?}");
+        let now_hash = meetsync::ics::content_hash(&std::fs::read(file_of(&env, &u, &c)).unwrap());
+        assert_eq!(rows[0].file_hash, now_hash.to_vec(), "{policy}");
+        drop(st);
+        refuse_link_commits(&env, false);
+        env.sim.update_meeting(&c, |m| m.topic = "C v3".into());
+        let r = env.sync().await;
+        assert!(r.ok(), "{policy}: {}", r.render());
+        assert_eq!(org(&r, &u.email).conflicts, 0, "{policy}: {}", r.render());
+        assert_eq!(summary_of(&file_of(&env, &u, &c)), "C v3", "{policy}");
+        assert_eq!(env.sim.meeting(&c).unwrap().topic, "C v3", "{policy}");
+        assert!(quiet(&env.sync().await), "{policy}: second run not quiet");
+        let st = meetsync::state::State::open(&env.state_dir()).unwrap();
+        assert!(
+            st.pending_links("work", &u.id).unwrap().is_empty(),
+            "{policy}"
+        );
+    }
+}
+
+/// A write that fails at its rename leaves no pending link behind: a file
+/// put there later must not be taken for the job's.
+#[tokio::test]
+async fn a_failed_rename_forgets_the_pending_link_of_the_file_not_written() {
+    let (env, u, _) = two_way_env("").await;
+    let c = env.sim.create_meeting(&u.id, spec("Blocked", 4));
+    // a folder where the file should go makes its rename fail
+    let blocker = file_of(&env, &u, &c);
+    std::fs::create_dir_all(blocker.join("inside")).unwrap();
+    let r = env.sync().await;
+    assert!(!r.ok(), "{}", r.render());
+    let st = meetsync::state::State::open(&env.state_dir()).unwrap();
+    assert!(
+        st.pending_links("work", &u.id).unwrap().is_empty(),
+        "{:?}",
+        st.pending_links("work", &u.id)
+    );
+    drop(st);
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(summary_of(&blocker), "Blocked");
+    assert!(quiet(&env.sync().await));
+}
+
+/// A job dies after writing a file that is then unreadable for a while (a
+/// half-saved edit): its pending link waits for the file instead of being
+/// dropped, and is taken once the file reads again.
+#[tokio::test]
+async fn a_pending_link_waits_while_its_file_cannot_be_read() {
+    let (env, u, ids) = two_way_env("conflict = \"local-wins\"\n").await;
+    env.sim
+        .update_meeting(&ids[0], |m| m.topic = "A from the platform".into());
+    refuse_link_commits(&env, true);
+    assert!(!env.sync().await.ok());
+    refuse_link_commits(&env, false);
+    let path = file_of(&env, &u, &ids[0]);
+    let written = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMM").unwrap();
+    let r = env.sync().await;
+    assert_eq!(org(&r, &u.email).item_errors, 1, "{}", r.render());
+    let st = meetsync::state::State::open(&env.state_dir()).unwrap();
+    assert_eq!(st.pending_links("work", &u.id).unwrap().len(), 1);
+    drop(st);
+    // the file is whole again; the platform changed meanwhile
+    std::fs::write(&path, &written).unwrap();
+    env.sim
+        .update_meeting(&ids[0], |m| m.topic = "A edited again".into());
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(org(&r, &u.email).conflicts, 0, "{}", r.render());
+    assert_eq!(env.sim.meeting(&ids[0]).unwrap().topic, "A edited again");
+    assert_eq!(summary_of(&path), "A edited again");
 }
