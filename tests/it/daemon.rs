@@ -448,20 +448,7 @@ async fn a_failing_pair_backs_off_while_another_keeps_syncing() {
 async fn a_local_edit_in_a_two_way_pair_reaches_the_platform_within_seconds() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
     let u = env.users[0].clone();
-    let start = chrono::Utc::now() + chrono::Duration::days(2);
-    let id = env.sim.create_meeting(
-        &u.id,
-        meetsync::sim::MeetingSpec {
-            topic: "Before".into(),
-            agenda: String::new(),
-            start,
-            end: start + chrono::Duration::minutes(30),
-            timezone: "Europe/Zurich".into(),
-            invited: vec![],
-            recurrence: None,
-            extra_ics: vec![],
-        },
-    );
+    let id = env.sim.create_meeting(&u.id, spec("Before", 2));
     let port = free_port();
     // a yearly schedule: only the folder watcher can explain a quick sync
     write_daemon_config(&env, &daemon_section(port, 60), "0 0 1 1 *");

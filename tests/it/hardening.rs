@@ -1203,20 +1203,7 @@ async fn no_secret_in_logs_output_state_status_or_metrics() {
         .path()
         .join("cal-two")
         .join(meetsync::ics::file_stem_for_uid(&users[2].email));
-    let start = now() + 5 * 86_400;
-    let start = start - start % 60;
-    let fields = Fields {
-        summary: "Pushed with trace logs".into(),
-        start: Some(When::Instant {
-            unix: start,
-            tzid: None,
-        }),
-        end: Some(When::Instant {
-            unix: start + 600,
-            tzid: None,
-        }),
-        ..Fields::default()
-    };
+    let (fields, start) = event_fields("Pushed with trace logs", 5);
     write_event(&coll, "pushed.ics", "pushed-1@example.test", &fields, start);
     for u in &users {
         env.sim.create_meeting(&u.id, spec("changed", 3));

@@ -269,21 +269,8 @@ async fn mass_deletes_and_write_storms_are_refused_in_both_directions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_between_post_and_commit_creates_exactly_one_meeting() {
     let (env, u, _) = two_way_env("").await;
-    let start = chrono::Utc::now().timestamp() + 5 * 86_400;
-    let start = start - start % 60;
-    let f = Fields {
-        summary: "Created once, killed once".into(),
-        start: Some(When::Instant {
-            unix: start,
-            tzid: None,
-        }),
-        end: Some(When::Instant {
-            unix: start + 1800,
-            tzid: None,
-        }),
-        attendees: BTreeSet::from(["kim@example.test".to_string()]),
-        ..Fields::default()
-    };
+    let (mut f, start) = event_fields("Created once, killed once", 5);
+    f.attendees = BTreeSet::from(["kim@example.test".to_string()]);
     let coll = collection_of(&env, &u);
     write_event(&coll, "kill.ics", "kill-1@example.test", &f, start);
     // the platform creates the meeting, then takes 30 s to answer
