@@ -181,13 +181,10 @@ fn scan_local(
                         continue;
                     }
                 };
-                if info
+                let copy = info
                     .x_props
                     .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case(CONFLICT_COPY_PROP))
-                {
-                    continue; // conflict copies stay local
-                }
+                    .any(|(k, _)| k.eq_ignore_ascii_case(CONFLICT_COPY_PROP));
                 let mut fields = info.fields;
                 meeting_body::normalize(&mut fields);
                 CachedFile {
@@ -195,12 +192,18 @@ fn scan_local(
                     mtime_ns: key.0,
                     size: key.1,
                     ino: key.2,
-                    uid: info.uid,
+                    // conflict copies stay local: cached (so the folder's
+                    // state is known) with no UID, never planned
+                    uid: if copy { String::new() } else { info.uid },
                     hash: ics::content_hash(&bytes).to_vec(),
                     fields,
                 }
             }
         };
+        if row.uid.is_empty() {
+            side.cache.push(row);
+            continue;
+        }
         if let Some(other) = by_uid.insert(row.uid.clone(), name.clone()) {
             report.item_errors += 1;
             report.notes.push(format!(
@@ -462,6 +465,7 @@ pub async fn sync_organizer(
     let mut batch = vdir.batch(&collection);
     let mut written: HashMap<String, Vec<u8>> = HashMap::new(); // local uid → new file bytes
     let mut placed: HashMap<String, (String, u64, bool)> = HashMap::new(); // local uid → (temp file, inode, new file)
+    let mut touched: HashSet<String> = HashSet::new(); // files this job writes or deletes
     let bases_by_uid: HashMap<&str, &Base> =
         bases.iter().map(|b| (b.local_uid.as_str(), b)).collect();
     let mut skip: HashSet<usize> = HashSet::new();
@@ -486,6 +490,7 @@ pub async fn sync_organizer(
                         if let Err(e) = batch.stage(&name, &b) {
                             return fail(report, format!("{e}; nothing was committed"));
                         }
+                        touched.insert(name.clone());
                         report
                             .notes
                             .push(format!("conflict copy of \"{}\" kept as {name}", s.summary));
@@ -555,6 +560,7 @@ pub async fn sync_organizer(
             }
             LocalOp::Delete => {
                 batch.delete(&file);
+                touched.insert(file.clone());
                 report.deleted += 1;
                 None
             }
@@ -564,6 +570,7 @@ pub async fn sync_organizer(
             match batch.stage_tracked(&file, &b) {
                 Ok((tmp, ino)) => {
                     placed.insert(luid.clone(), (tmp, ino, fresh));
+                    touched.insert(file.clone());
                 }
                 Err(e) => return fail(report, format!("{e}; nothing was committed")),
             }
@@ -953,11 +960,84 @@ pub async fn sync_organizer(
         .unwrap_or_default();
     let mut scratch = OrganizerReport::new(&report.organizer, &collection);
     if let Ok(now) = scan_local(&dir, &cache, &mut scratch) {
-        if let Err(e) = lock().set_local_cache(&pair.name, &collection, &now.cache) {
+        let rows = keep_others_changes_visible(now.cache, &local.cache, &touched);
+        if let Err(e) = lock().set_local_cache(&pair.name, &collection, &rows) {
             tracing::warn!(error = %e, "cannot update the local file cache");
         }
     }
     report
+}
+
+/// The cache rows to store after a job: this job's own files as they are
+/// now; a file someone else changed while the job ran keeps the row from the
+/// job's start (or none if it is new), so the next run reads it again and the
+/// daemon sees the folder differ from the cache (and syncs again).
+fn keep_others_changes_visible(
+    now: Vec<CachedFile>,
+    at_start: &[CachedFile],
+    touched: &HashSet<String>,
+) -> Vec<CachedFile> {
+    let start: HashMap<&str, &CachedFile> = at_start.iter().map(|c| (c.file.as_str(), c)).collect();
+    now.into_iter()
+        .filter_map(|row| {
+            if touched.contains(&row.file) {
+                return Some(row);
+            }
+            match start.get(row.file.as_str()) {
+                Some(s) if (s.mtime_ns, s.size, s.ino) == (row.mtime_ns, row.size, row.ino) => {
+                    Some(row)
+                }
+                Some(s) => Some((*s).clone()),
+                None => None,
+            }
+        })
+        .collect()
+}
+
+/// Whether a two-way pair's calendar folders are exactly as its last job
+/// left them (every `.ics` file with the size, mtime and inode in the cache):
+/// then a folder event came from the job's own writes, and no sync is needed.
+pub fn folder_matches_cache(pair: &PairConfig, state: &State) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(collections) = std::fs::read_dir(&pair.store.path) else {
+        return false;
+    };
+    for c in collections.flatten() {
+        let name = c.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !c.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(cache) = state.local_cache(&pair.name, &name) else {
+            return false;
+        };
+        let mut seen = 0usize;
+        let Ok(files) = std::fs::read_dir(c.path()) else {
+            return false;
+        };
+        for f in files.flatten() {
+            let file = f.file_name().to_string_lossy().into_owned();
+            if file.starts_with('.') || !file.ends_with(".ics") {
+                continue;
+            }
+            let Ok(md) = f.metadata() else { return false };
+            if !md.is_file() {
+                continue;
+            }
+            let key = (
+                md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                md.size() as i64,
+                md.ino() as i64,
+            );
+            match cache.get(&file) {
+                Some(row) if (row.mtime_ns, row.size, row.ino) == key => seen += 1,
+                _ => return false,
+            }
+        }
+        if seen != cache.len() {
+            return false;
+        }
+    }
+    true
 }
 
 /// After pushes: fetch the feed, link created meetings to their feed UID and
@@ -1123,4 +1203,39 @@ fn fail(mut report: OrganizerReport, e: String) -> OrganizerReport {
     report.outcome = Outcome::Failed;
     report.error = Some(e);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(file: &str, mtime_ns: i64) -> CachedFile {
+        CachedFile {
+            file: file.into(),
+            mtime_ns,
+            size: 10,
+            ino: 1,
+            uid: format!("{file}-uid"),
+            hash: vec![mtime_ns as u8; 32],
+            fields: Default::default(),
+        }
+    }
+
+    #[test]
+    fn files_others_changed_during_a_job_stay_visible_as_changed() {
+        let at_start = vec![row("ours.ics", 1), row("same.ics", 1), row("theirs.ics", 1)];
+        let now = vec![
+            row("ours.ics", 2),   // written by the job
+            row("same.ics", 1),   // untouched
+            row("theirs.ics", 2), // saved by a user while the job ran
+            row("new.ics", 2),    // made by a user while the job ran
+        ];
+        let touched = HashSet::from(["ours.ics".to_string()]);
+        let kept = keep_others_changes_visible(now, &at_start, &touched);
+        let got: Vec<(&str, i64)> = kept.iter().map(|r| (r.file.as_str(), r.mtime_ns)).collect();
+        assert_eq!(
+            got,
+            vec![("ours.ics", 2), ("same.ics", 1), ("theirs.ics", 1)]
+        );
+    }
 }

@@ -339,7 +339,22 @@ impl Daemon {
             .map(|(n, _)| n.clone())
             .collect();
         for name in quiet {
+            let Some(p) = self.pairs.get(&name) else {
+                self.dirty.remove(&name);
+                continue;
+            };
+            if p.running {
+                continue; // decided once the job is done: its own writes wake the watcher
+            }
             self.dirty.remove(&name);
+            let unchanged = {
+                let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                crate::twoway::folder_matches_cache(&p.cfg, &st)
+            };
+            if unchanged {
+                tracing::debug!(pair = %name, "the calendar folder is as the last job left it");
+                continue;
+            }
             tracing::info!(pair = %name, "local changes in the calendar folder");
             self.trigger(&name);
         }

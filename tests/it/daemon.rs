@@ -462,8 +462,12 @@ async fn a_local_edit_in_a_two_way_pair_reaches_the_platform_within_seconds() {
         "{}",
         d.stderr()
     );
-    // let the first job finish and its own writes settle
+    // let the first job finish and its own writes settle: they do not count
+    // as local changes (no second run)
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs = |text: &str| metric(text, "meetsync_jobs_total{pair=\"work\",result=\"ok\"}");
+    let (_, text) = d.get("/metrics").await;
+    assert_eq!(runs(&text), Some(1.0), "{text}\n{}", d.stderr());
     let bytes = std::fs::read(&file).unwrap();
     let mut f = meetsync::ics::props::read_event(&bytes).unwrap().fields;
     f.summary = "After, saved in the calendar".into();
@@ -489,5 +493,66 @@ async fn a_local_edit_in_a_two_way_pair_reaches_the_platform_within_seconds() {
         "took {:?}",
         saved.elapsed()
     );
+    // one run for the edit, none for what that run wrote
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, text) = d.get("/metrics").await;
+    assert_eq!(runs(&text), Some(2.0), "{text}\n{}", d.stderr());
+    assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
+}
+
+/// A file saved while a job runs (after the job read the folder) is synced by
+/// a run right after that job, not left for the schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_saved_during_a_job_is_synced_right_after_it() {
+    let env = Env::new(SimOptions::default(), 1, 0).await;
+    let u = env.users[0].clone();
+    let a = env.sim.create_meeting(&u.id, spec("A", 2));
+    let b = env.sim.create_meeting(&u.id, spec("B", 3));
+    let port = free_port();
+    write_daemon_config(&env, &daemon_section(port, 60), "0 0 1 1 *");
+    env.set_pair_keys("direction = \"two-way\"\n");
+    let mut d = Daemon::start(&env.config_path, env.dir.path(), port);
+    assert!(d.wait_message("READY=1", Duration::from_secs(15)));
+    let path = |id: &str| {
+        collection_of(&env, &u).join(format!("{}.ics", meetsync::ics::file_stem_for_uid(id)))
+    };
+    let edit = |id: &str, summary: &str| {
+        let bytes = std::fs::read(path(id)).unwrap();
+        let mut f = meetsync::ics::props::read_event(&bytes).unwrap().fields;
+        f.summary = summary.into();
+        std::fs::write(
+            path(id),
+            meetsync::ics::props::apply_fields(&bytes, &f).unwrap(),
+        )
+        .unwrap();
+    };
+    assert!(poll_until(Duration::from_secs(15), || path(&b).exists()).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // the job for A's edit is held in its push for 3 s; B is saved meanwhile
+    env.sim.inject_fault(
+        Route::MeetingUpdate,
+        Fault::Delay(Duration::from_secs(3)),
+        1,
+    );
+    edit(&a, "A edited");
+    let sim = env.sim.clone();
+    assert!(
+        poll_until(Duration::from_secs(10), || sim
+            .counters()
+            .requests_to(Route::MeetingUpdate)
+            > 0)
+        .await,
+        "{}",
+        d.stderr()
+    );
+    edit(&b, "B edited during the job");
+    let reached = poll_until(Duration::from_secs(20), || {
+        sim.meeting(&a).is_some_and(|m| m.topic == "A edited")
+            && sim
+                .meeting(&b)
+                .is_some_and(|m| m.topic == "B edited during the job")
+    })
+    .await;
+    assert!(reached, "B's edit waited for the schedule: {}", d.stderr());
     assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
 }
