@@ -19,7 +19,6 @@ use crate::common::*;
 use meetsync::cycle::{JobOptions, Outcome, PairReport};
 use meetsync::http::RetryPolicy;
 use meetsync::ics::props;
-use meetsync::model::{Fields, When};
 use meetsync::sim::{Fault, Route, SimOptions, UserInfo};
 
 // ---------------------------------------------------------------- helpers
@@ -1577,27 +1576,11 @@ impl Crash {
             self.expect_calendar.insert(uid, t);
         }
         for _ in 0..self.rng.random_range(0..3) {
-            let start = now() + self.rng.random_range(1..60) * 86_400;
-            let start = start - start % 60;
+            let days = self.rng.random_range(1..60);
             let topic = self.name("local");
             let uid = format!("local-{}@crash.test", self.seq);
-            let f = Fields {
-                summary: topic,
-                start: Some(When::Instant {
-                    unix: start,
-                    tzid: None,
-                }),
-                end: Some(When::Instant {
-                    unix: start + 1800,
-                    tzid: None,
-                }),
-                ..Fields::default()
-            };
-            std::fs::write(
-                dir.join(format!("local-{}.ics", self.seq)),
-                props::new_event(&uid, &f, start, &[]),
-            )
-            .unwrap();
+            let (f, start) = event_fields(&topic, days);
+            write_event(&dir, &format!("local-{}.ics", self.seq), &uid, &f, start);
             self.local_created.insert(uid);
         }
         if self.rng.random_bool(0.3) {
