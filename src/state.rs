@@ -188,6 +188,15 @@ pub struct PendingLink {
     pub base: Base,
 }
 
+/// Maps a database error to [`StateError::Db`] naming the file; borrows only
+/// the path, so it can be used while a transaction borrows the connection.
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + Copy + '_ {
+    move |source| StateError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl State {
     /// Open (or create) `state_dir/state.sqlite3`.
     pub fn open(state_dir: &Path) -> Result<State, StateError> {
@@ -301,11 +310,7 @@ impl State {
 
     /// Apply one job's changes atomically.
     pub fn commit(&mut self, pair: &str, organizer: &str, c: &Commit) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = db_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut up = tx
@@ -360,11 +365,7 @@ impl State {
         organizer: &str,
         writes: &[PendingWrite],
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = db_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut up = tx
@@ -561,11 +562,7 @@ impl State {
             feed,
             pending_done,
         } = *c;
-        let path = self.path.clone();
-        let err = |source| StateError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = db_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut up = tx
@@ -654,11 +651,7 @@ impl State {
         organizer: &str,
         links: &[PendingLink],
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = db_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins = tx
@@ -771,11 +764,7 @@ impl State {
         collection: &str,
         rows: &[CachedFile],
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError::Db {
-            path: path.clone(),
-            source,
-        };
+        let err = db_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "DELETE FROM local_cache WHERE pair=?1 AND collection=?2",
