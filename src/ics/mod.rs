@@ -75,7 +75,8 @@ use scan::{ByteRange, Calendar, EventProps, EventRec, Scan};
 use time::{TzCache, Zone, DAY};
 
 pub use props::{
-    apply_fields, new_event, read_event, set_property, transplant, with_uid, EventInfo, PropsError,
+    apply_fields, new_event, read_event, set_property, transplant, update_from_platform, with_uid,
+    EventInfo, PropsError,
 };
 pub use scan::{MAX_DEPTH, MAX_PROLOG, MAX_PROLOG_LINE, MAX_VTIMEZONE};
 pub use stem::file_stem_for_uid;
@@ -464,6 +465,11 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
                 if same(&events[old], ev) {
                     continue;
                 }
+                // the newer revision wins (iTIP order); on a tie, the later one
+                if revision(b, &events[old]) > revision(b, ev) {
+                    g.replaced.push((ei, old));
+                    continue;
+                }
                 g.overrides[pos] = None;
                 g.replaced.push((old, ei));
                 g.overrides.push(Some(ei));
@@ -473,6 +479,9 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
     }
     drop(rid_pos);
     drop(by_uid);
+    for g in groups.iter_mut().filter(|g| !g.conflicts.is_empty()) {
+        pick_revision(b, &events, g, &mut warn);
+    }
 
     let mut items = Vec::with_capacity(groups.len());
     for g in groups {
@@ -570,7 +579,7 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
                 uid: Some(g.uid.clone()),
                 index: events[old].index,
                 reason: format!(
-                    "duplicate RECURRENCE-ID: replaced by the later component #{}",
+                    "duplicate RECURRENCE-ID: component #{} is used instead (newer revision, or later)",
                     events[new].index
                 ),
             });
@@ -601,6 +610,77 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
         skipped,
         warnings: warn,
         ignored,
+    }
+}
+
+/// The order of revisions of one event, as iTIP (RFC 5546) orders them:
+/// SEQUENCE (absent = 0), then LAST-MODIFIED, then DTSTAMP (absent or
+/// unreadable = oldest). Only the VEVENT's own lines count, not a VALARM's.
+type Revision = (i64, i64, i64);
+
+fn revision(b: &[u8], ev: &EventRec) -> Revision {
+    let mut rev = (0, i64::MIN, i64::MIN);
+    let mut depth = 0usize;
+    let mut scratch = Vec::new();
+    let mut tzs = TzCache::default();
+    for line in Lines::new(&b[..ev.range.end], ev.range.start) {
+        if line.kind != LineKind::Content {
+            continue;
+        }
+        let c = parse_content(line.text(b, &mut scratch));
+        if c.name.eq_ignore_ascii_case(b"BEGIN") {
+            depth += 1;
+        } else if c.name.eq_ignore_ascii_case(b"END") {
+            depth = depth.saturating_sub(1);
+        } else if depth == 1 {
+            let stamp = |tzs: &mut TzCache| {
+                time::stamp(c.params, c.value, Zone::Utc, tzs).map(|s| s.unix())
+            };
+            if c.name.eq_ignore_ascii_case(b"SEQUENCE") {
+                if let Some(n) = std::str::from_utf8(trim(c.value))
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    rev.0 = n;
+                }
+            } else if c.name.eq_ignore_ascii_case(b"LAST-MODIFIED") {
+                rev.1 = stamp(&mut tzs).unwrap_or(i64::MIN);
+            } else if c.name.eq_ignore_ascii_case(b"DTSTAMP") {
+                rev.2 = stamp(&mut tzs).unwrap_or(i64::MIN);
+            }
+        }
+    }
+    rev
+}
+
+/// Several masters with one UID and different bytes: revisions of one event
+/// (exports do this). The newest one is the event; only a true tie between
+/// different contents leaves the UID skipped.
+fn pick_revision(b: &[u8], events: &[EventRec], g: &mut Group, warn: &mut Vec<String>) {
+    let masters: Vec<usize> = g.master.into_iter().chain(g.conflicts.clone()).collect();
+    let revs: Vec<Revision> = masters.iter().map(|&m| revision(b, &events[m])).collect();
+    let Some(&newest) = revs.iter().max() else {
+        return;
+    };
+    let top: Vec<usize> = masters
+        .iter()
+        .zip(&revs)
+        .filter(|(_, r)| **r == newest)
+        .map(|(&m, _)| m)
+        .collect();
+    let range = |m: usize| &b[events[m].range.start..events[m].range.end];
+    if top.iter().any(|&m| range(m) != range(top[0])) {
+        return; // a true tie: skipped below
+    }
+    g.master = Some(top[0]);
+    g.conflicts.clear();
+    if warn.len() < 100 {
+        warn.push(format!(
+            "UID {}: {} older revision(s) ignored, SEQUENCE {} used",
+            scan::show(g.uid.as_bytes()),
+            masters.len() - top.len(),
+            newest.0
+        ));
     }
 }
 

@@ -328,6 +328,73 @@ fn duplicate_uid_with_different_content_skips_both() {
 }
 
 #[test]
+fn revisions_of_one_uid_give_the_newest() {
+    let rev = |extra: &str| event("rev", extra);
+    let one = rev("SEQUENCE:1\nSUMMARY:old\nDTSTAMP:20240301T000000Z\n");
+    let two = rev("SEQUENCE:2\nSUMMARY:new\nDTSTAMP:20240201T000000Z\n");
+    // whatever the feed order, SEQUENCE decides first
+    for body in [
+        calendar(&[one.clone(), event("ok", ""), two.clone()]),
+        calendar(&[two.clone(), event("ok", ""), one.clone()]),
+    ] {
+        let f = split_feed(&body).unwrap();
+        assert!(f.skipped().is_empty(), "{f:?}");
+        let out = f.render(item(&f, "rev"));
+        assert!(
+            contains(&out, b"SUMMARY:new"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(!contains(&out, b"SUMMARY:old"));
+        assert!(
+            f.warnings().iter().any(|w| w.contains("SEQUENCE 2")),
+            "{:?}",
+            f.warnings()
+        );
+    }
+    // same SEQUENCE: LAST-MODIFIED, then DTSTAMP; a VALARM's lines do not count
+    let a =
+        rev("SEQUENCE:3\nSUMMARY:a\nLAST-MODIFIED:20240105T000000Z\nDTSTAMP:20240101T000000Z\n");
+    let b =
+        rev("SEQUENCE:3\nSUMMARY:b\nLAST-MODIFIED:20240104T000000Z\nDTSTAMP:20240109T000000Z\n");
+    let f = split_feed(&calendar(&[a.clone(), b.clone()])).unwrap();
+    assert!(contains(&f.render(item(&f, "rev")), b"SUMMARY:a"));
+    let c = rev("SUMMARY:c\nDTSTAMP:20240102T000000Z\n");
+    let d = rev("SUMMARY:d\nDTSTAMP:20240101T000000Z\nBEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT5M\nSEQUENCE:9\nDTSTAMP:20300101T000000Z\nEND:VALARM\n");
+    let f = split_feed(&calendar(&[d.clone(), c.clone()])).unwrap();
+    assert!(contains(&f.render(item(&f, "rev")), b"SUMMARY:c"));
+    // a true tie of different contents is skipped and reported
+    let e = rev("SEQUENCE:1\nSUMMARY:e\nDTSTAMP:20240101T000000Z\n");
+    let g = rev("SEQUENCE:1\nSUMMARY:g\nDTSTAMP:20240101T000000Z\n");
+    let f = split_feed(&calendar(&[e, g, event("ok", "")])).unwrap();
+    assert_eq!(f.items().len(), 1);
+    assert!(f
+        .skipped()
+        .iter()
+        .any(|s| s.uid.as_deref() == Some("rev") && s.reason.contains("duplicate UID")));
+    // overrides of one RECURRENCE-ID: the newer revision, even when it comes first
+    let master = event("r", "RRULE:FREQ=DAILY;COUNT=10\n");
+    let newer = event(
+        "r",
+        "RECURRENCE-ID:20240302T100000Z\nSEQUENCE:4\nSUMMARY:newer\n",
+    );
+    let older = event(
+        "r",
+        "RECURRENCE-ID:20240302T100000Z\nSEQUENCE:3\nSUMMARY:older\n",
+    );
+    let f = split_feed(&calendar(&[master, newer, older])).unwrap();
+    let out = f.render(item(&f, "r"));
+    assert!(contains(&out, b"SUMMARY:newer"));
+    assert!(!contains(&out, b"SUMMARY:older"));
+    assert_eq!(f.skipped().len(), 1);
+    assert_eq!(
+        f.skipped()[0].index,
+        2,
+        "the older override is the one reported"
+    );
+}
+
+#[test]
 fn duplicate_override_keeps_the_last() {
     let master = event("r", "RRULE:FREQ=DAILY;COUNT=10\n");
     let o1 = event("r", "RECURRENCE-ID:20240302T100000Z\nSUMMARY:first\n");
