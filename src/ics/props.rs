@@ -176,51 +176,265 @@ pub fn read_event(bytes: &[u8]) -> Result<EventInfo, PropsError> {
     })
 }
 
-/// In the master VEVENT of `local`, replaces every property line that carries one of `fields`
-/// (see [`Field::properties`]) with the corresponding lines of the master VEVENT of `remote`,
-/// copied verbatim (bytes as in `remote`, every physical line re-terminated with the line end
-/// style of `local`). Lines of a field that `remote` lacks are removed. A field's new lines go
-/// where its first removed line was, else before the master's `END:VEVENT`. When a
-/// transplanted line has a TZID that `local` has no VTIMEZONE for and `remote` has one, that
-/// VTIMEZONE is copied from `remote` (before the first VEVENT). Everything else stays
-/// byte-exact.
+/// Copies the properties of `fields` from the master VEVENT of `remote` into the master VEVENT
+/// of `local` (see [`update_from_platform`] for how lines are placed and which ones stay). The
+/// overrides, the calendar-level lines and every other property of `local` stay byte-exact.
 pub fn transplant(local: &[u8], remote: &[u8], fields: &[Field]) -> Result<Vec<u8>, PropsError> {
+    let names: BTreeSet<&'static str> = fields
+        .iter()
+        .flat_map(|f| f.properties().iter().copied())
+        .collect();
     let l = Doc::parse(local)?;
     let r = Doc::parse(remote)?;
-    let lm = &l.comps[l.master()?];
-    let rm = &r.comps[r.master()?];
-    let mut plan = Plan::new(&l);
-    let mut tzids: Vec<String> = Vec::new();
-    let fields: BTreeSet<Field> = fields.iter().copied().collect();
-    for f in fields {
-        let names = f.properties();
-        let mut new = Vec::new();
-        for i in r.find(rm, names) {
-            r.copy_line(i, l.eol, &mut new);
-            let t = r.text(i);
+    let mut m = Merge::new(&l, &r);
+    m.comp(&l.comps[l.master()?], &r.comps[r.master()?], &names);
+    Ok(m.finish())
+}
+
+/// Properties that are the user's even when a platform's rendering has them: never rewritten
+/// from the platform (the UID is the local event's identity; the rest are personal settings).
+pub const USER_OWNED: &[&str] = &[
+    "UID",
+    "RECURRENCE-ID",
+    "CATEGORIES",
+    "COLOR",
+    "CLASS",
+    "RESOURCES",
+    "TRANSP",
+];
+
+/// The platform's version of an event, written into the user's file: rewrites only what the
+/// platform holds and keeps everything the user added.
+///
+/// The platform holds, in the master and in each override: the properties of every [`Field`],
+/// the names in `platform_props` (what the platform always renders: e.g. SEQUENCE, EXDATE,
+/// ORGANIZER) and every property name its rendering (`remote`) has, except [`USER_OWNED`] ones.
+/// For each such name the local lines are replaced by the remote ones (at the place of the
+/// first local line, else before the component's first sub-component, else before its END);
+/// a name the remote lacks is removed. ATTENDEEs are matched by address: a local line whose
+/// address stays is kept byte-exact (with its CN, PARTSTAT, ROLE, …), one whose address left is
+/// removed, new addresses get the remote line; non-mailto attendees stay.
+///
+/// Everything else of `local` stays byte-exact: other properties (CATEGORIES, COLOR, X- ones,
+/// notes), sub-components (VALARM), calendar-level lines, the UID. Overrides are matched by
+/// RECURRENCE-ID: matched ones are merged the same way, new remote ones are added (with the
+/// local UID), local ones the platform no longer has are removed. VTIMEZONEs the copied lines
+/// need are added. A local file without a master VEVENT takes the remote file (with its UID).
+pub fn update_from_platform(
+    local: &[u8],
+    remote: &[u8],
+    platform_props: &[&str],
+) -> Result<Vec<u8>, PropsError> {
+    let l = Doc::parse(local)?;
+    let r = Doc::parse(remote)?;
+    let lm_idx = l.master()?;
+    let rm_idx = r.master()?;
+    let uid = l
+        .find(&l.comps[lm_idx], &["UID"])
+        .first()
+        .map(|&i| l.value(i))
+        .unwrap_or_default();
+    if l.comps[lm_idx].rid && !r.comps[rm_idx].rid {
+        // overrides only here, a whole event there: the platform's file, our UID
+        return with_uid(remote, &uid);
+    }
+    let owned = |d: &Doc, c: &Comp| -> BTreeSet<String> {
+        let mut n: BTreeSet<String> = Field::ALL
+            .iter()
+            .flat_map(|f| f.properties().iter().map(|p| p.to_string()))
+            .chain(platform_props.iter().map(|p| p.to_ascii_uppercase()))
+            .collect();
+        n.extend(c.props.iter().map(|&i| d.names[i].clone()));
+        n.retain(|x| !x.is_empty() && !USER_OWNED.contains(&x.as_str()));
+        n
+    };
+    let mut m = Merge::new(&l, &r);
+    let names = owned(&r, &r.comps[rm_idx]);
+    let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    m.comp(&l.comps[lm_idx], &r.comps[rm_idx], &names);
+
+    let rid_of = |d: &Doc, c: &Comp| -> Option<String> {
+        d.find(c, &["RECURRENCE-ID"]).first().map(|&i| {
+            let t = d.text(i);
             let c = parse_content(&t);
-            if let Some(z) = param(c.params, "TZID") {
-                let z = String::from_utf8_lossy(trim(z)).into_owned();
-                if !tzids.contains(&z) {
-                    tzids.push(z);
+            format!(
+                "{}:{}",
+                String::from_utf8_lossy(c.params).to_ascii_uppercase(),
+                String::from_utf8_lossy(trim(c.value)).to_ascii_uppercase()
+            )
+        })
+    };
+    let overrides = |d: &'_ Doc, master: usize| -> Vec<(String, usize)> {
+        d.comps
+            .iter()
+            .enumerate()
+            .filter(|(k, c)| *k != master && c.name == "VEVENT" && c.rid)
+            .filter_map(|(k, c)| rid_of(d, c).map(|rid| (rid, k)))
+            .collect()
+    };
+    let lo = overrides(&l, lm_idx);
+    let ro = overrides(&r, rm_idx);
+    let mut added = false;
+    for (rid, rk) in &ro {
+        match lo.iter().find(|(x, _)| x == rid) {
+            Some((_, lk)) => {
+                let names = owned(&r, &r.comps[*rk]);
+                let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+                m.comp(&l.comps[*lk], &r.comps[*rk], &names);
+            }
+            None => {
+                m.copy_comp(&r.comps[*rk]);
+                added = true;
+            }
+        }
+    }
+    for (rid, lk) in &lo {
+        if !ro.iter().any(|(x, _)| x == rid) {
+            let c = &l.comps[*lk];
+            for i in c.begin..=c.end {
+                m.plan.remove(i);
+            }
+        }
+    }
+    let out = m.finish();
+    if added && !uid.is_empty() {
+        return with_uid(&out, &uid);
+    }
+    Ok(out)
+}
+
+/// An edit of a local [`Doc`] that takes lines from a remote one.
+struct Merge<'d, 'a> {
+    l: &'d Doc<'a>,
+    r: &'d Doc<'a>,
+    plan: Plan,
+    /// TZIDs used by copied lines.
+    tzids: Vec<String>,
+    /// Whole components copied from the remote, placed after the last local VEVENT.
+    appended: Vec<u8>,
+}
+
+impl<'d, 'a> Merge<'d, 'a> {
+    fn new(l: &'d Doc<'a>, r: &'d Doc<'a>) -> Self {
+        Merge {
+            l,
+            r,
+            plan: Plan::new(l),
+            tzids: Vec::new(),
+            appended: Vec::new(),
+        }
+    }
+
+    fn copy(&mut self, i: usize, out: &mut Vec<u8>) {
+        self.r.copy_line(i, self.l.eol, out);
+        let t = self.r.text(i);
+        let c = parse_content(&t);
+        if let Some(z) = param(c.params, "TZID") {
+            let z = String::from_utf8_lossy(trim(z)).into_owned();
+            if !self.tzids.contains(&z) {
+                self.tzids.push(z);
+            }
+        }
+    }
+
+    /// Where a new property of `c` goes: before its first sub-component, else its END.
+    fn prop_end(&self, c: &Comp) -> usize {
+        (c.begin + 1..c.end)
+            .find(|&i| self.l.names[i] == "BEGIN")
+            .unwrap_or(c.end)
+    }
+
+    /// Rewrites the properties `names` of local component `lc` from remote component `rc`.
+    fn comp(&mut self, lc: &Comp, rc: &Comp, names: &BTreeSet<&str>) {
+        let tail = self.prop_end(lc);
+        for &name in names {
+            let local = self.l.find(lc, &[name]);
+            let remote = self.r.find(rc, &[name]);
+            if name == "ATTENDEE" {
+                self.attendees(&local, &remote, tail);
+                continue;
+            }
+            let same = local.len() == remote.len()
+                && local
+                    .iter()
+                    .zip(&remote)
+                    .all(|(&a, &b)| self.l.text(a) == self.r.text(b));
+            if same {
+                continue;
+            }
+            let mut new = Vec::new();
+            for &i in &remote {
+                self.copy(i, &mut new);
+            }
+            for &i in &local {
+                self.plan.remove(i);
+            }
+            self.plan
+                .insert(local.first().copied().unwrap_or(tail), &new);
+        }
+    }
+
+    fn attendees(&mut self, local: &[usize], remote: &[usize], tail: usize) {
+        let want: Vec<(String, usize)> = remote
+            .iter()
+            .filter_map(|&i| mailto(&self.r.value(i)).map(|e| (e, i)))
+            .collect();
+        let mut have = BTreeSet::new();
+        for &i in local {
+            if let Some(e) = mailto(&self.l.value(i)) {
+                if want.iter().any(|(w, _)| *w == e) {
+                    have.insert(e);
+                } else {
+                    self.plan.remove(i);
                 }
             }
         }
-        plan.replace(lm, &l.find(lm, names), &new);
-    }
-    let mut vtz = Vec::new();
-    for z in &tzids {
-        if l.vtimezone(z).is_some() {
-            continue;
-        }
-        if let Some(c) = r.vtimezone(z) {
-            for i in c.begin..=c.end {
-                r.copy_line(i, l.eol, &mut vtz);
+        let mut new = Vec::new();
+        for (e, i) in &want {
+            if have.insert(e.clone()) {
+                self.copy(*i, &mut new);
             }
         }
+        let pos = local.last().map_or(tail, |&i| i + 1);
+        self.plan.insert(pos, &new);
     }
-    plan.insert(l.first_event_begin(), &vtz);
-    Ok(plan.render(&l))
+
+    fn copy_comp(&mut self, c: &Comp) {
+        let mut out = Vec::new();
+        for i in c.begin..=c.end {
+            if self.r.lines[i].kind == LineKind::Content {
+                self.copy(i, &mut out);
+            }
+        }
+        self.appended.extend(out);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let after_events = self
+            .l
+            .events()
+            .last()
+            .map_or(self.l.lines.len(), |c| c.end + 1);
+        let appended = std::mem::take(&mut self.appended);
+        self.plan.insert(after_events, &appended);
+        // in the remote's order
+        let mut zones: Vec<&Comp> = self
+            .tzids
+            .iter()
+            .filter(|z| self.l.vtimezone(z).is_none())
+            .filter_map(|z| self.r.vtimezone(z))
+            .collect();
+        zones.sort_by_key(|c| c.begin);
+        zones.dedup_by_key(|c| c.begin);
+        let mut vtz = Vec::new();
+        for c in zones {
+            for i in c.begin..=c.end {
+                self.r.copy_line(i, self.l.eol, &mut vtz);
+            }
+        }
+        self.plan.insert(self.l.first_event_begin(), &vtz);
+        self.plan.render(self.l)
+    }
 }
 
 /// Writes `fields` into the master VEVENT of `bytes`, rewriting only the properties whose value
@@ -1498,8 +1712,9 @@ SUMMARY:Weekly sync (remote
 DESCRIPTION:Line one\nLine two\, with a comma and a text long enough to be
   folded over two lines
 ORGANIZER;CN=Boss:mailto:Boss@Example.com
+ATTENDEE;CN="Ann, A.";PARTSTAT=ACCEPTED:mailto:ann@example.com
+ATTENDEE;CUTYPE=ROOM:urn:uuid:room-1
 ATTENDEE;CN=Carol:mailto:carol@example.com
-ATTENDEE:mailto:ann@example.com
 X-MEETSYNC-MEETING-ID:12345
 X-CUSTOM;X-PARAM=1:keep me
 EXDATE;TZID=Europe/Paris:20260317T100000,20260324T100000
@@ -1533,6 +1748,138 @@ END:VCALENDAR
         // No fields: byte-identical. All fields from itself: byte-identical.
         assert_eq!(transplant(&local, remote.as_bytes(), &[]).unwrap(), local);
         assert_eq!(transplant(&local, &local, &Field::ALL).unwrap(), local);
+    }
+
+    #[test]
+    fn update_from_platform_keeps_what_the_user_added() {
+        // the platform's file as first written, then the user's additions
+        let synced = crlf(&format!(
+            "{MASTER_HEAD}{VTZ_PARIS}BEGIN:VEVENT
+UID:abc@example.com
+DTSTAMP:20260101T000000Z
+SEQUENCE:1
+DTSTART;TZID=Europe/Paris:20260310T100000
+DTEND;TZID=Europe/Paris:20260310T110000
+RRULE:FREQ=WEEKLY;COUNT=10
+SUMMARY:Weekly sync
+URL:https://meet.example/j/1
+ATTENDEE;CN=ann@example.com;PARTSTAT=NEEDS-ACTION:mailto:ann@example.com
+ATTENDEE;CN=bob@example.com;PARTSTAT=NEEDS-ACTION:mailto:bob@example.com
+CATEGORIES:Work
+X-MY-NOTE:bring the slides
+COLOR:red
+BEGIN:VALARM
+ACTION:DISPLAY
+DESCRIPTION:Reminder
+TRIGGER:-PT15M
+END:VALARM
+END:VEVENT
+BEGIN:VEVENT
+UID:abc@example.com
+RECURRENCE-ID;TZID=Europe/Paris:20260317T100000
+DTSTART;TZID=Europe/Paris:20260317T120000
+DTEND;TZID=Europe/Paris:20260317T130000
+SUMMARY:Moved
+BEGIN:VALARM
+ACTION:DISPLAY
+TRIGGER:-PT5M
+END:VALARM
+END:VEVENT
+END:VCALENDAR
+"
+        ))
+        .iter()
+        .copied()
+        .collect::<Vec<u8>>();
+        let synced = String::from_utf8(synced)
+            .unwrap()
+            .replace(
+                "ATTENDEE;CN=ann@example.com;PARTSTAT=NEEDS-ACTION",
+                "ATTENDEE;CN=\"Ann A.\";PARTSTAT=ACCEPTED",
+            )
+            .into_bytes();
+        // the platform moved and renamed the meeting, dropped Bob, added Carol and a New York
+        // override, removed the old override, renders LF, and has a DESCRIPTION now
+        let remote = format!(
+            "BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//Platform//EN
+BEGIN:VTIMEZONE
+TZID:America/New_York
+BEGIN:STANDARD
+DTSTART:19701101T020000
+TZOFFSETFROM:-0400
+TZOFFSETTO:-0500
+END:STANDARD
+END:VTIMEZONE
+BEGIN:VEVENT
+UID:platform-uid
+DTSTAMP:20260102T000000Z
+SEQUENCE:2
+DTSTART:20260311T090000Z
+DTEND:20260311T100000Z
+RRULE:FREQ=WEEKLY;COUNT=10
+SUMMARY:Weekly sync (moved)
+DESCRIPTION:Agenda
+URL:https://meet.example/j/1
+ATTENDEE;CN=ann@example.com;PARTSTAT=NEEDS-ACTION:mailto:ann@example.com
+ATTENDEE;CN=carol@example.com;PARTSTAT=NEEDS-ACTION:mailto:carol@example.com
+END:VEVENT
+BEGIN:VEVENT
+UID:platform-uid
+RECURRENCE-ID:20260325T090000Z
+DTSTART;TZID=America/New_York:20260325T060000
+DTEND;TZID=America/New_York:20260325T070000
+SUMMARY:Special
+END:VEVENT
+END:VCALENDAR
+"
+        );
+        let out = update_from_platform(&synced, remote.as_bytes(), &["SEQUENCE"]).unwrap();
+        let text = s(&out).to_string();
+        let info = read_event(&out).unwrap();
+        // the platform's fields follow the platform
+        assert_eq!(info.uid, "abc@example.com", "the local UID stays");
+        assert_eq!(info.fields.summary, "Weekly sync (moved)");
+        assert_eq!(info.fields.description, "Agenda");
+        assert_eq!(
+            info.fields.start.as_ref().unwrap().unix(),
+            utc("20260311T090000")
+        );
+        assert_eq!(
+            info.fields.attendees,
+            emails(&["ann@example.com", "carol@example.com"])
+        );
+        assert!(text.contains("SEQUENCE:2\r\n") && !text.contains("SEQUENCE:1"));
+        assert_eq!(info.overrides, 1);
+        assert!(text.contains("SUMMARY:Special") && !text.contains("SUMMARY:Moved"));
+        assert!(text.contains("TZID:America/New_York"), "VTIMEZONE carried");
+        // what the user added stays, byte-exact
+        for kept in [
+            "ATTENDEE;CN=\"Ann A.\";PARTSTAT=ACCEPTED:mailto:ann@example.com\r\n",
+            "CATEGORIES:Work\r\n",
+            "X-MY-NOTE:bring the slides\r\n",
+            "COLOR:red\r\n",
+            "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Reminder\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\n",
+            "X-WR-CALNAME:Work\r\n",
+        ] {
+            assert!(text.contains(kept), "{kept:?} lost:\n{text}");
+        }
+        assert!(!text.contains("bob@example.com"));
+        // the platform's new lines sit before the VALARM, the file has one line-end style
+        let desc = text.find("DESCRIPTION:Agenda").unwrap();
+        assert!(desc < text.find("BEGIN:VALARM").unwrap());
+        assert_eq!(
+            out.windows(2).filter(|w| w == b"\r\n").count(),
+            physical(&out).len()
+        );
+        assert!(text.contains("UID:abc@example.com\r\nRECURRENCE-ID:20260325T090000Z"));
+        assert!(!text.contains("platform-uid"));
+        // the same platform version again: nothing changes
+        assert_eq!(
+            update_from_platform(&out, remote.as_bytes(), &["SEQUENCE"]).unwrap(),
+            out
+        );
     }
 
     #[test]
