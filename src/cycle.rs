@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Direction, Layout, OrganizerSource, PairConfig};
 use crate::http::RetryPolicy;
 use crate::ics::{self, FeedItem, SplitFeed};
-use crate::provider::webmeeting::{Client, FeedFetch, Organizer};
+use crate::provider::webmeeting::{Client, FeedFetch, Organizer, FEED_PROPERTIES};
 use crate::state::{Commit, FeedState, ItemState, PendingWrite, RunRecord, State};
 use crate::store::vdir::Vdir;
 use crate::twoway;
@@ -928,15 +928,32 @@ fn apply_feed(
                         ics::content_hash(c)[..] != row.local_hash[..] && !ours(&item.uid, c)
                     }
                 };
-                if locally_edited {
-                    report.conflicts += 1;
-                    report.notes.push(format!(
-                        "{} was edited locally and changed on the platform: the local version was kept \
-                         (pull pairs do not merge)",
-                        row.file
-                    ));
-                    continue;
-                }
+                // a file that is not the platform's last version as it came (edited,
+                // or holding additions kept earlier) takes the platform's version of
+                // what the platform holds; what the user added stays, and a local
+                // value we overwrite is reported
+                let plain = |c: &[u8]| ics::content_hash(c)[..] == row.remote_hash[..];
+                let merged = match &cur {
+                    Some(c) if !plain(c) => match merge_into_edited(c, bytes, &row.file) {
+                        Ok((b, note)) => {
+                            if locally_edited {
+                                report.notes.extend(note);
+                            }
+                            Some(b)
+                        }
+                        Err(e) => {
+                            report.item_errors += 1;
+                            report.notes.push(format!(
+                                "{} was edited locally and cannot take the platform's change ({e}); the local file was kept",
+                                row.file
+                            ));
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                let bytes = merged.as_ref().unwrap_or(bytes);
+                let local_hash = merged.as_ref().map_or(hash, |b| ics::content_hash(b));
                 if row.collection != collection {
                     report.notes.push(format!(
                         "{}: collection changed; kept in {}",
@@ -958,7 +975,7 @@ fn apply_feed(
                     uid: item.uid.clone(),
                     collection: row.collection.clone(),
                     file: row.file.clone(),
-                    hash: hash.to_vec(),
+                    hash: local_hash.to_vec(),
                 };
                 if let Some(b) = b {
                     if let Err(e) = lock().add_pending(&pair.name, org_key, &[w]) {
@@ -975,7 +992,13 @@ fn apply_feed(
                     writes.push(w);
                 }
                 progress.tick();
-                upserts.push(row_for(item, &row.collection, row.file.clone(), hash, hash));
+                upserts.push(row_for(
+                    item,
+                    &row.collection,
+                    row.file.clone(),
+                    hash,
+                    local_hash,
+                ));
                 report.changed += 1;
             }
             Action::Delete(row, why) => {
@@ -1074,6 +1097,47 @@ fn apply_feed(
         ));
     }
     report
+}
+
+/// The platform's new version written into a file the user edited (pull
+/// pairs): the platform's properties follow the platform, the user's additions
+/// stay. The note names each synced field whose local value was replaced, with
+/// that value.
+fn merge_into_edited(
+    local: &[u8],
+    remote: &[u8],
+    file: &str,
+) -> Result<(Vec<u8>, Option<String>), ics::PropsError> {
+    let merged = ics::update_from_platform(local, remote, FEED_PROPERTIES, &[])?;
+    let before = ics::read_event(local)?.fields;
+    let after = ics::read_event(&merged)?.fields;
+    let replaced: Vec<String> = before
+        .diff(&after)
+        .into_iter()
+        .map(|f| format!("{} was {}", f.name(), show_field(&before, f)))
+        .collect();
+    let note = (!replaced.is_empty()).then(|| {
+        format!(
+            "{file} was edited locally: the platform's change replaced the local values ({}); \
+             what you added (alarms, categories, notes) was kept",
+            replaced.join("; ")
+        )
+    });
+    Ok((merged, note))
+}
+
+/// A field's value for a report line (bounded).
+fn show_field(f: &crate::model::Fields, field: crate::model::Field) -> String {
+    use crate::model::Field;
+    let v = match field {
+        Field::Summary => format!("\"{}\"", f.summary),
+        Field::Description => format!("\"{}\"", f.description),
+        Field::Start => f.start.as_ref().map_or("none".into(), |w| w.to_string()),
+        Field::End => f.end.as_ref().map_or("none".into(), |w| w.to_string()),
+        Field::Rrule => f.rrule.clone().unwrap_or_else(|| "none".into()),
+        Field::Attendees => f.attendees.iter().cloned().collect::<Vec<_>>().join(", "),
+    };
+    shorten(&v)
 }
 
 fn row_for(

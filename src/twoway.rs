@@ -14,8 +14,9 @@ use std::sync::Mutex;
 use crate::config::PairConfig;
 use crate::cycle::{shorten, JobOptions, OrganizerReport, Outcome};
 use crate::ics::{self, props};
+use crate::model::Field;
 use crate::provider::meeting_body;
-use crate::provider::webmeeting::{Client, Organizer, ProviderError};
+use crate::provider::webmeeting::{Client, Organizer, ProviderError, FEED_PROPERTIES};
 use crate::reconcile::{self, Base, BaseOp, Local, LocalOp, Plan, Policy, Remote, RemoteOp};
 use crate::state::{CachedFile, FeedState, LinkCommit, PendingLink, State};
 use crate::store::vdir::Vdir;
@@ -287,6 +288,18 @@ fn take_pending_links(
     out
 }
 
+/// The platform's file under the calendar's UID (events made in the calendar keep theirs).
+fn with_local_uid(
+    remote: &[u8],
+    local_uid: &str,
+    remote_uid: Option<&str>,
+) -> Result<Vec<u8>, props::PropsError> {
+    if local_uid.is_empty() || remote_uid == Some(local_uid) {
+        return Ok(remote.to_vec());
+    }
+    props::with_uid(remote, local_uid)
+}
+
 /// Run the two-way job of one organizer.
 #[allow(clippy::too_many_arguments)]
 pub async fn sync_organizer(
@@ -525,39 +538,48 @@ pub async fn sync_organizer(
         let new_bytes = match &s.local {
             LocalOp::None => None,
             // an event made in the calendar keeps its own UID: the link is keyed by it
-            LocalOp::Create | LocalOp::Replace => match remote_bytes {
-                Some(rb) if !luid.is_empty() && s.remote_uid.as_deref() != Some(luid.as_str()) => {
-                    match props::with_uid(rb, &luid) {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            report.item_errors += 1;
-                            report.notes.push(format!(
-                                "{file}: cannot take the platform's version ({e}); item left alone"
-                            ));
-                            skip.insert(idx);
-                            continue;
-                        }
-                    }
-                }
-                other => other.cloned(),
-            },
-            LocalOp::Transplant(fields) => {
+            // the platform's version written into the calendar's file: what the
+            // user added there (alarms, categories, X- properties) stays
+            LocalOp::Replace | LocalOp::Transplant(_) => {
+                let keep: Vec<Field> = match &s.local {
+                    LocalOp::Transplant(take) => Field::ALL
+                        .into_iter()
+                        .filter(|f| !take.contains(f))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let cur = vdir.read(&collection, &file).ok().flatten();
                 match (cur, remote_bytes) {
-                    (Some(cur), Some(rb)) => match props::transplant(&cur, rb, fields) {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            report.item_errors += 1;
-                            report
-                                .notes
-                                .push(format!("{file}: cannot merge ({e}); item left alone"));
-                            skip.insert(idx);
-                            continue;
+                    (Some(cur), Some(rb)) => {
+                        match props::update_from_platform(&cur, rb, FEED_PROPERTIES, &keep) {
+                            Ok(b) => Some(b),
+                            Err(e) => {
+                                report.item_errors += 1;
+                                report
+                                    .notes
+                                    .push(format!("{file}: cannot merge ({e}); item left alone"));
+                                skip.insert(idx);
+                                continue;
+                            }
                         }
-                    },
+                    }
                     _ => None,
                 }
             }
+            LocalOp::Create => match remote_bytes {
+                Some(rb) => match with_local_uid(rb, &luid, s.remote_uid.as_deref()) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        report.item_errors += 1;
+                        report.notes.push(format!(
+                            "{file}: cannot take the platform's version ({e}); item left alone"
+                        ));
+                        skip.insert(idx);
+                        continue;
+                    }
+                },
+                None => None,
+            },
             LocalOp::Delete => {
                 batch.delete(&file);
                 touched.insert(file.clone());

@@ -220,10 +220,17 @@ pub const USER_OWNED: &[&str] = &[
 /// RECURRENCE-ID: matched ones are merged the same way, new remote ones are added (with the
 /// local UID), local ones the platform no longer has are removed. VTIMEZONEs the copied lines
 /// need are added. A local file without a master VEVENT takes the remote file (with its UID).
+///
+/// A local file that holds nothing of the user's (nothing but what the platform holds) takes
+/// the remote file as it is, under the local UID: the platform's bytes, line ends and order.
+///
+/// `keep_local` names fields whose local value stays in the master (a merge where the local
+/// value wins or still has to be pushed).
 pub fn update_from_platform(
     local: &[u8],
     remote: &[u8],
     platform_props: &[&str],
+    keep_local: &[Field],
 ) -> Result<Vec<u8>, PropsError> {
     let l = Doc::parse(local)?;
     let r = Doc::parse(remote)?;
@@ -250,7 +257,19 @@ pub fn update_from_platform(
     };
     let mut m = Merge::new(&l, &r);
     let names = owned(&r, &r.comps[rm_idx]);
-    let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let plain = keep_local.is_empty() && {
+        let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        !m.additions(&l.comps[lm_idx], &r.comps[rm_idx], &names)
+    };
+    let kept: BTreeSet<&str> = keep_local
+        .iter()
+        .flat_map(|f| f.properties().iter().copied())
+        .collect();
+    let names: BTreeSet<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !kept.contains(n))
+        .collect();
     m.comp(&l.comps[lm_idx], &r.comps[rm_idx], &names);
 
     let rid_of = |d: &Doc, c: &Comp| -> Option<String> {
@@ -274,6 +293,21 @@ pub fn update_from_platform(
     };
     let lo = overrides(&l, lm_idx);
     let ro = overrides(&r, rm_idx);
+    let plain = plain
+        && ro.iter().all(|(rid, rk)| {
+            lo.iter().find(|(x, _)| x == rid).is_none_or(|(_, lk)| {
+                let names = owned(&r, &r.comps[*rk]);
+                let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+                !m.additions(&l.comps[*lk], &r.comps[*rk], &names)
+            })
+        });
+    if plain {
+        return if uid.is_empty() {
+            Ok(remote.to_vec())
+        } else {
+            with_uid(remote, &uid)
+        };
+    }
     let mut added = false;
     for (rid, rk) in &ro {
         match lo.iter().find(|(x, _)| x == rid) {
@@ -342,6 +376,43 @@ impl<'d, 'a> Merge<'d, 'a> {
         (c.begin + 1..c.end)
             .find(|&i| self.l.names[i] == "BEGIN")
             .unwrap_or(c.end)
+    }
+
+    /// Whether local component `lc` holds something of the user's: a property the platform
+    /// does not hold (not in `names`), an attendee line other than the platform's for that
+    /// address (parameters), a non-mailto attendee, or sub-components other than the remote's.
+    fn additions(&self, lc: &Comp, rc: &Comp, names: &BTreeSet<&str>) -> bool {
+        let remote_attendees: Vec<(String, usize)> = self
+            .r
+            .find(rc, &["ATTENDEE"])
+            .into_iter()
+            .filter_map(|i| mailto(&self.r.value(i)).map(|e| (e, i)))
+            .collect();
+        for &i in &lc.props {
+            let name = self.l.names[i].as_str();
+            match name {
+                "" | "UID" | "RECURRENCE-ID" => {}
+                "ATTENDEE" => {
+                    let Some(e) = mailto(&self.l.value(i)) else {
+                        return true;
+                    };
+                    if let Some((_, j)) = remote_attendees.iter().find(|(x, _)| *x == e) {
+                        if self.l.text(i) != self.r.text(*j) {
+                            return true;
+                        }
+                    }
+                }
+                n if names.contains(n) => {}
+                _ => return true,
+            }
+        }
+        let nested = |d: &Doc, c: &Comp| -> Vec<Vec<u8>> {
+            (c.begin + 1..c.end)
+                .filter(|i| !c.props.contains(i) && d.lines[*i].kind == LineKind::Content)
+                .map(|i| d.text(i).into_owned())
+                .collect()
+        };
+        nested(self.l, lc) != nested(self.r, rc)
     }
 
     /// Rewrites the properties `names` of local component `lc` from remote component `rc`.
@@ -1787,10 +1858,7 @@ END:VALARM
 END:VEVENT
 END:VCALENDAR
 "
-        ))
-        .iter()
-        .copied()
-        .collect::<Vec<u8>>();
+        ));
         let synced = String::from_utf8(synced)
             .unwrap()
             .replace(
@@ -1800,8 +1868,7 @@ END:VCALENDAR
             .into_bytes();
         // the platform moved and renamed the meeting, dropped Bob, added Carol and a New York
         // override, removed the old override, renders LF, and has a DESCRIPTION now
-        let remote = format!(
-            "BEGIN:VCALENDAR
+        let remote = "BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//Platform//EN
 BEGIN:VTIMEZONE
@@ -1834,8 +1901,8 @@ SUMMARY:Special
 END:VEVENT
 END:VCALENDAR
 "
-        );
-        let out = update_from_platform(&synced, remote.as_bytes(), &["SEQUENCE"]).unwrap();
+        .to_string();
+        let out = update_from_platform(&synced, remote.as_bytes(), &["SEQUENCE"], &[]).unwrap();
         let text = s(&out).to_string();
         let info = read_event(&out).unwrap();
         // the platform's fields follow the platform
@@ -1877,9 +1944,26 @@ END:VCALENDAR
         assert!(!text.contains("platform-uid"));
         // the same platform version again: nothing changes
         assert_eq!(
-            update_from_platform(&out, remote.as_bytes(), &["SEQUENCE"]).unwrap(),
+            update_from_platform(&out, remote.as_bytes(), &["SEQUENCE"], &[]).unwrap(),
             out
         );
+        // a file with nothing of the user's takes the platform's file as it is (here: LF)
+        let old_version = crlf(
+            &remote
+                .replace("SUMMARY:Weekly sync (moved)", "SUMMARY:Weekly sync")
+                .replace("UID:platform-uid", "UID:abc@example.com"),
+        );
+        let got = update_from_platform(&old_version, remote.as_bytes(), &[], &[]).unwrap();
+        assert_eq!(
+            s(&got),
+            remote.replace("UID:platform-uid", "UID:abc@example.com")
+        );
+        // a field the user changed and that still has to be pushed stays local
+        let kept =
+            update_from_platform(&synced, remote.as_bytes(), &[], &[Field::Summary]).unwrap();
+        let info = read_event(&kept).unwrap();
+        assert_eq!(info.fields.summary, "Weekly sync");
+        assert_eq!(info.fields.description, "Agenda");
     }
 
     #[test]

@@ -47,6 +47,11 @@ use serde::Deserialize;
 use crate::http::{Http, HttpError, RetryPolicy};
 use crate::state::FeedState;
 
+/// What a feed item always carries besides the synced fields: the revision of the platform's
+/// version. With the property names an item's rendering has, this is what the platform holds
+/// in an event (`ics::update_from_platform`); everything else in a local event is the user's.
+pub const FEED_PROPERTIES: &[&str] = &["DTSTAMP", "LAST-MODIFIED", "SEQUENCE"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error(transparent)]

@@ -428,9 +428,12 @@ fn plan_known(b: &Base, l: Option<&Local>, r: RemoteSide<'_>, policy: &Policy) -
         (None, RemoteSide::Gone) => s.base = BaseOp::Forget,
         (Some(l), RemoteSide::Gone) => {
             let aged = b.last_end.is_some_and(|e| e < policy.aged_before);
+            // only an edit of a synced field makes it a conflict: alarms or
+            // categories added to a meeting that is gone go with it
+            let field_edited = local_changed && !l.fields.diff(&b.fields).is_empty();
             if aged {
                 s.base = BaseOp::Forget; // aged out of the platform's window: keep the file
-            } else if !local_changed {
+            } else if !field_edited {
                 s.local = LocalOp::Delete;
                 s.base = BaseOp::Forget;
             } else {

@@ -284,6 +284,32 @@ fn delete_versus_change_under_each_policy() {
 }
 
 #[test]
+fn a_platform_delete_takes_an_event_whose_only_local_change_is_an_addition() {
+    let (f, b) = one_base();
+    // an alarm added in the calendar: other bytes, same synced fields
+    let mut l = local(ID1, &f);
+    l.hash = [7; 32];
+    for c in [
+        ConflictPolicy::RemoteWins,
+        ConflictPolicy::LocalWins,
+        ConflictPolicy::KeepBoth,
+    ] {
+        let p = plan(
+            Some(&[]),
+            std::slice::from_ref(&l),
+            std::slice::from_ref(&b),
+            &[],
+            &policy(c),
+        );
+        let s = &p.steps[0];
+        assert_eq!(s.conflict, None, "{}", c.name());
+        assert_eq!(s.local, LocalOp::Delete, "{}", c.name());
+        assert_eq!(s.remote, RemoteOp::None, "{}", c.name());
+        assert!(!s.keep_local_copy);
+    }
+}
+
+#[test]
 fn a_local_delete_is_no_conflict_when_the_platform_only_re_rendered_the_meeting() {
     let (f, b) = one_base();
     // same fields, other bytes (e.g. the feed switched line ends)

@@ -364,7 +364,7 @@ async fn cancelled_style_deletes_like_vanish() {
 }
 
 #[tokio::test]
-async fn local_edit_is_kept_when_the_platform_changes_the_meeting() {
+async fn a_local_edit_follows_the_platform_and_the_overwritten_value_is_reported() {
     let env = Env::new(SimOptions::default(), 1, 0).await;
     let u = env.users[0].clone();
     let id = env.sim.create_meeting(&u.id, spec("Original", 2));
@@ -380,22 +380,31 @@ async fn local_edit_is_kept_when_the_platform_changes_the_meeting() {
         .unwrap();
     let edited = std::fs::read_to_string(&file)
         .unwrap()
-        .replace("SUMMARY:Original", "SUMMARY:Edited by me");
+        .replace("SUMMARY:Original", "SUMMARY:Edited by me")
+        .replace("END:VEVENT", "X-MY-NOTE:mine\r\nEND:VEVENT");
     std::fs::write(&file, &edited).unwrap();
-    env.sim
-        .update_meeting(&id, |m| m.topic = "Changed on the platform".into());
+    // a platform change: the platform's fields follow the platform, the user's
+    // own property stays, and the value overwritten is reported
+    env.sim.update_meeting(&id, |m| {
+        m.topic = "Changed on the platform".into();
+        m.agenda = "Agenda from the platform".into();
+    });
     let r = env.sync().await;
-    assert!(r.render().contains("edited locally"), "{}", r.render());
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        edited,
-        "the local edit was overwritten"
+    assert!(r.ok(), "{}", r.render());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("SUMMARY:Changed on the platform"), "{text}");
+    assert!(text.contains("Agenda from the platform"), "{text}");
+    assert!(text.contains("X-MY-NOTE:mine"), "{text}");
+    assert!(
+        r.render().contains("summary was \"Edited by me\""),
+        "{}",
+        r.render()
     );
-    // and deleting it on the platform keeps the edited file too
+    // deleting it on the platform deletes the file, now the platform's version
     env.sim.delete_meeting(&id);
     let r = env.sync().await;
-    assert!(r.render().contains("edited locally"), "{}", r.render());
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), edited);
+    assert!(r.ok(), "{}", r.render());
+    assert!(!file.exists());
 }
 
 #[tokio::test]
