@@ -877,12 +877,46 @@ fn apply_feed(
                         upserts.push(row_for(item, &collection, file, hash, hash));
                         report.added += 1;
                     }
-                    Some(cur) if !ours(&item.uid, &cur) => {
+                    // another event's file, or unreadable: left alone
+                    Some(cur)
+                        if !ours(&item.uid, &cur)
+                            && ics::uid_of_ics(&cur).as_deref() != Some(item.uid.as_str()) =>
+                    {
                         report.item_errors += 1;
                         report.notes.push(format!(
                             "{file} exists with other content (UID {}); the local file was kept",
                             shorten(&item.uid)
                         ));
+                    }
+                    // this meeting's file, edited by the user (e.g. after an
+                    // interrupted run wrote it): the platform's version merged in
+                    Some(cur) if !ours(&item.uid, &cur) => {
+                        let (merged, note) = match merge_into_edited(&cur, bytes, &file) {
+                            Ok(x) => x,
+                            Err(e) => {
+                                report.item_errors += 1;
+                                report.notes.push(format!(
+                                    "{file} holds this meeting but cannot take the platform's version ({e}); the local file was kept"
+                                ));
+                                continue;
+                            }
+                        };
+                        report.notes.extend(note);
+                        let local_hash = ics::content_hash(&merged);
+                        if let Err(e) = batch.stage(&file, &merged) {
+                            report.outcome = Outcome::Failed;
+                            report.error = Some(format!("{e}; nothing was committed"));
+                            return report;
+                        }
+                        writes.push(PendingWrite {
+                            uid: item.uid.clone(),
+                            collection: collection.clone(),
+                            file: file.clone(),
+                            hash: local_hash.to_vec(),
+                        });
+                        progress.tick();
+                        upserts.push(row_for(item, &collection, file, hash, local_hash));
+                        report.added += 1;
                     }
                     // new, or an older version an interrupted run wrote
                     _ => {

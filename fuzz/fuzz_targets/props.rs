@@ -1,7 +1,9 @@
 //! The property editor of the two-way path on arbitrary bytes, as a user's
 //! calendar file can hold anything: `read_event`, then `apply_fields`,
-//! `with_uid`, `set_property` and `transplant` must not panic, and an edited
-//! file must still read back with the fields that were written.
+//! `with_uid`, `set_property`, `transplant` and `update_from_platform` must
+//! not panic, and an edited file must still read back with the fields that
+//! were written (for `update_from_platform`: the platform's summary under the
+//! local UID).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -32,4 +34,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = props::set_property(data, "X-MEETSYNC-CONFLICT-COPY", "x");
     let _ = props::transplant(data, data, &Field::ALL);
+    // the file as the platform's new version of itself (other summary, other UID)
+    let platform = props::apply_fields(data, &f).and_then(|b| props::with_uid(&b, "platform-uid"));
+    if let Ok(remote) = platform {
+        if let Ok(merged) = props::update_from_platform(data, &remote, &["SEQUENCE"], &[]) {
+            let again = props::read_event(&merged).expect("a merged file reads back");
+            assert_eq!(again.uid, info.uid);
+            assert_eq!(again.fields.summary, f.summary);
+        }
+        let _ = props::update_from_platform(data, &remote, &[], &[Field::Summary]);
+    }
 });

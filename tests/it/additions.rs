@@ -356,3 +356,33 @@ async fn additions_survive_a_job_that_died_between_writing_and_committing() {
         assert!(r.ok() && r.totals() == (0, 0, 0), "{keys}: {}", r.render());
     }
 }
+
+#[tokio::test]
+async fn a_new_file_of_a_killed_pull_run_that_the_user_edited_is_adopted_with_its_additions() {
+    let (env, u, _) = env_with("").await;
+    let id = env
+        .sim
+        .create_meeting(&u.id, spec_with_ann("New on the platform", 6));
+    refuse_commits(&env, true);
+    let r = env.sync().await;
+    assert!(!r.ok(), "the commit was refused: {}", r.render());
+    refuse_commits(&env, false);
+    let path = file_of(&env, &u, &id);
+    assert!(path.exists(), "the dying run wrote the file");
+    add_user_additions(&path);
+    env.sim
+        .update_meeting(&id, |m| m.topic = "Renamed meanwhile".into());
+
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(summary_of(&path), "Renamed meanwhile");
+    assert_additions_kept(&path, "adopted");
+    let notes = org(&r, &u.email).notes.join("\n");
+    assert!(!notes.contains("exists with other content"), "{notes}");
+    let r = env.sync().await;
+    assert!(
+        r.ok() && r.totals() == (0, 0, 0),
+        "adopted, so quiet: {}",
+        r.render()
+    );
+}
