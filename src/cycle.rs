@@ -871,13 +871,14 @@ fn apply_feed(
                         continue;
                     }
                 };
-                match existing {
+                let merged = match existing {
                     Some(cur) if cur == *bytes => {
                         // written by an interrupted run: adopt it
                         upserts.push(row_for(item, &collection, file, hash, hash));
                         report.added += 1;
+                        continue;
                     }
-                    // another event's file, or unreadable: left alone
+                    // another event's file: left alone
                     Some(cur)
                         if !ours(&item.uid, &cur)
                             && ics::uid_of_ics(&cur).as_deref() != Some(item.uid.as_str()) =>
@@ -887,12 +888,21 @@ fn apply_feed(
                             "{file} exists with other content (UID {}); the local file was kept",
                             shorten(&item.uid)
                         ));
+                        continue;
                     }
-                    // this meeting's file, edited by the user (e.g. after an
-                    // interrupted run wrote it): the platform's version merged in
-                    Some(cur) if !ours(&item.uid, &cur) => {
-                        let (merged, note) = match merge_into_edited(&cur, bytes, &file) {
-                            Ok(x) => x,
+                    // this meeting's file as an interrupted run wrote it, maybe edited
+                    // by the user since: the platform's version, what the user added
+                    // merged in
+                    Some(cur) => {
+                        let edited = !ours(&item.uid, &cur);
+                        match merge_into_edited(&cur, bytes, &file) {
+                            Ok((merged, note)) => {
+                                if edited {
+                                    report.notes.extend(note);
+                                }
+                                Some(merged)
+                            }
+                            Err(_) if !edited => None,
                             Err(e) => {
                                 report.item_errors += 1;
                                 report.notes.push(format!(
@@ -900,42 +910,25 @@ fn apply_feed(
                                 ));
                                 continue;
                             }
-                        };
-                        report.notes.extend(note);
-                        let local_hash = ics::content_hash(&merged);
-                        if let Err(e) = batch.stage(&file, &merged) {
-                            report.outcome = Outcome::Failed;
-                            report.error = Some(format!("{e}; nothing was committed"));
-                            return report;
                         }
-                        writes.push(PendingWrite {
-                            uid: item.uid.clone(),
-                            collection: collection.clone(),
-                            file: file.clone(),
-                            hash: local_hash.to_vec(),
-                        });
-                        progress.tick();
-                        upserts.push(row_for(item, &collection, file, hash, local_hash));
-                        report.added += 1;
                     }
-                    // new, or an older version an interrupted run wrote
-                    _ => {
-                        if let Err(e) = batch.stage(&file, bytes) {
-                            report.outcome = Outcome::Failed;
-                            report.error = Some(format!("{e}; nothing was committed"));
-                            return report;
-                        }
-                        writes.push(PendingWrite {
-                            uid: item.uid.clone(),
-                            collection: collection.clone(),
-                            file: file.clone(),
-                            hash: hash.to_vec(),
-                        });
-                        progress.tick();
-                        upserts.push(row_for(item, &collection, file, hash, hash));
-                        report.added += 1;
-                    }
+                    None => None,
+                };
+                let local_hash = merged.as_ref().map_or(hash, |b| ics::content_hash(b));
+                if let Err(e) = batch.stage(&file, merged.as_ref().unwrap_or(bytes)) {
+                    report.outcome = Outcome::Failed;
+                    report.error = Some(format!("{e}; nothing was committed"));
+                    return report;
                 }
+                writes.push(PendingWrite {
+                    uid: item.uid.clone(),
+                    collection: collection.clone(),
+                    file: file.clone(),
+                    hash: local_hash.to_vec(),
+                });
+                progress.tick();
+                upserts.push(row_for(item, &collection, file, hash, local_hash));
+                report.added += 1;
             }
             Action::Change(item, hash, row) => {
                 scratch.clear();
