@@ -62,7 +62,7 @@ Under systemd (Type=notify) it sends READY=1, STATUS=… after each job and WATC
     CheckConfig,
     /// Show the last run of every pair, from the sync state
     Status,
-    /// Run a local simulator, sync it into a folder and show the result
+    /// Run a local simulator, sync it both ways with a folder and show the result
     #[command(
         after_help = "Everything stays on this machine: the simulator listens on 127.0.0.1.\n\
 Example:\n  meetsync demo --dir /tmp/meetsync-demo --meetings 200"
@@ -71,7 +71,7 @@ Example:\n  meetsync demo --dir /tmp/meetsync-demo --meetings 200"
     /// Run the Web Meeting API v6 simulator on 127.0.0.1 until interrupted
     #[command(
         after_help = "Prints the base URL, the API key and the account id to use in a config.\n\
-Control surface (JSON): GET /_sim/counters, POST /_sim/meetings, PATCH|DELETE /_sim/meetings/{id}, POST /_sim/faults, POST /_sim/options"
+Control surface (JSON): GET /_sim/counters, GET /_sim/writes, POST /_sim/meetings, PATCH|DELETE /_sim/meetings/{id}, POST /_sim/faults, POST /_sim/options"
     )]
     Sim(SimArgs),
 }

@@ -1,14 +1,20 @@
-//! `meetsync demo`: the whole pull path on this machine, end to end. Starts the
+//! `meetsync demo`: a two-way pair on this machine, end to end. Starts the
 //! simulator on 127.0.0.1, fills it with realistic meetings, writes a config,
 //! syncs into a vdir, syncs again (nothing changes), changes a few meetings on
-//! the platform and syncs once more.
+//! the platform and syncs once more; then edits and creates events in the vdir
+//! the way a calendar app would and shows what the platform received; last,
+//! adds a reminder to a file, syncs, renames its meeting on the platform,
+//! syncs, and checks the file for both.
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use crate::app;
 use crate::cli::DemoArgs;
+use crate::config::Config;
 use crate::cycle::JobOptions;
-use crate::sim::{MeetingSpec, Sim, SimOptions};
+use crate::sim::{MeetingSpec, Sim, SimOptions, UserInfo};
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let dir = match &args.dir {
@@ -35,7 +41,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     let cal_dir = dir.join("calendars");
     let config_path = dir.join("meetsync.toml");
     let config_text = format!(
-        "# written by `meetsync demo`\nstate_dir = \"{state}\"\n\n[[pair]]\nname = \"demo\"\nschedule = \"*/5 * * * *\"\n\n\
+        "# written by `meetsync demo`\nstate_dir = \"{state}\"\n\n[[pair]]\nname = \"demo\"\nschedule = \"*/5 * * * *\"\n\
+         # what you change in the calendar goes back to the platform\ndirection = \"two-way\"\n\n\
          [pair.platform]\nkind = \"web-meeting-v6\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\naccount_id = \"{account}\"\n\n\
          [pair.store]\nkind = \"vdir\"\npath = \"{cal}\"\nlayout = \"per-organizer\"\n",
         state = toml_str(&dir.join("state")),
@@ -75,15 +82,19 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     }
 
     println!("\n== the organizer changes things on the platform: one meeting renamed, one deleted, one added");
+    // meetings changed on the platform here are left alone by the steps below
+    let mut touched = Vec::new();
     if let Some(user) = users.first() {
         let meetings = sim.meetings_of(&user.id);
         if let Some(m) = meetings.iter().find(|m| m.recurrence.is_none()) {
             sim.update_meeting(&m.id, |m| {
                 m.topic = format!("{} (moved to room Ø)", m.topic)
             });
+            touched.push(m.id.clone());
         }
         if let Some(m) = meetings.iter().rev().find(|m| m.recurrence.is_none()) {
             sim.delete_meeting(&m.id);
+            touched.push(m.id.clone());
         }
         let start = chrono::Utc::now() + chrono::Duration::days(2);
         sim.create_meeting(
@@ -100,7 +111,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
             },
         );
     }
-    let (code, _) = app::sync_once(&cfg, None, JobOptions::new(app::now_unix())).await;
+    let (mut code, _) = app::sync_once(&cfg, None, JobOptions::new(app::now_unix())).await;
+
+    if code == app::EXIT_OK {
+        if let Some(user) = users.first() {
+            let control = Control::new(&running.base_url());
+            code = both_directions(&cfg, &sim, &control, user, &cal_dir, &touched).await?;
+        }
+    }
 
     println!("\n== where things are");
     println!(
@@ -135,6 +153,314 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     println!("Run it again against a live simulator: `meetsync sim` in one terminal, a config like the one above in another.");
     running.stop().await;
     Ok(code)
+}
+
+/// The simulator's control surface under `/_sim/`, over HTTP as a script
+/// driving `meetsync sim` would use it.
+struct Control {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Control {
+    fn new(base: &str) -> Control {
+        Control {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "simulator: {method} {path} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// The meeting writes the platform handled since the last call.
+    async fn take_writes(&self) -> anyhow::Result<Vec<Value>> {
+        let writes = self
+            .call(reqwest::Method::GET, "/_sim/writes", None)
+            .await?;
+        self.call(reqwest::Method::POST, "/_sim/counters/reset", None)
+            .await?;
+        Ok(writes.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// One line per meeting write: method, path, topic (and invitees) as sent.
+fn describe_write(w: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let mut s = format!("{} {}", text(&w["method"]), text(&w["path"]));
+    if let Some(topic) = w["body"]["topic"].as_str() {
+        s.push_str(&format!("  topic {topic:?}"));
+    }
+    // the invitees of a new meeting (an update repeats the current ones)
+    if let Some(inv) = w["body"]["invitedParticipants"].as_array() {
+        if w["method"] == "POST" && !inv.is_empty() {
+            let list: Vec<String> = inv
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| p["email"].as_str().unwrap_or("?").to_string())
+                })
+                .collect();
+            s.push_str(&format!(", invitedParticipants [{}]", list.join(", ")));
+        }
+    }
+    let status = w["status"].as_u64().unwrap_or(0);
+    if status != 200 {
+        s.push_str(&format!(" → answered {status}"));
+    }
+    s
+}
+
+fn print_writes(writes: &[Value]) {
+    if writes.is_empty() {
+        println!("   → the platform received no meeting writes");
+    } else {
+        println!("   → the platform received:");
+        for w in writes {
+            println!("     {}", describe_write(w));
+        }
+    }
+}
+
+/// The file of a synced meeting (its feed UID is its id), if it is in the window.
+fn file_of(collection: &Path, id: &str) -> Option<PathBuf> {
+    let p = collection.join(format!("{}.ics", crate::ics::file_stem_for_uid(id)));
+    p.is_file().then_some(p)
+}
+
+/// Calendar → platform, then a reminder added locally that a later platform
+/// edit of the same meeting must not wipe out.
+async fn both_directions(
+    cfg: &Config,
+    sim: &Sim,
+    control: &Control,
+    user: &UserInfo,
+    cal_dir: &Path,
+    touched: &[String],
+) -> anyhow::Result<i32> {
+    let collection = cal_dir.join(&user.email);
+    let mut candidates = sim
+        .meetings_of(&user.id)
+        .into_iter()
+        .filter(|m| !m.deleted && m.recurrence.is_none() && !touched.contains(&m.id))
+        .filter_map(|m| file_of(&collection, &m.id).map(|f| (m, f)));
+    let (Some((edited, edited_file)), Some((reminded, reminded_file))) =
+        (candidates.next(), candidates.next())
+    else {
+        println!("\n(too few single meetings in the sync window to show the calendar side; try more --meetings)");
+        return Ok(app::EXIT_OK);
+    };
+    control.take_writes().await?;
+
+    println!(
+        "\n== you change things in the calendar: one event renamed, one created with an invitee"
+    );
+    let new_title = format!("{} (now in room 4.2)", edited.topic);
+    let text = std::fs::read_to_string(&edited_file)?;
+    let Some(changed) = set_summary(&text, &new_title) else {
+        anyhow::bail!("no SUMMARY in {}", edited_file.display());
+    };
+    std::fs::write(&edited_file, changed)?;
+    println!(
+        "   edited   {}: SUMMARY → {new_title:?}",
+        rel(cal_dir, &edited_file)
+    );
+    let new_file = collection.join("kick-off-from-the-calendar.ics");
+    std::fs::write(&new_file, new_event(user, chrono::Utc::now()))?;
+    println!(
+        "   created  {}: \"Kick-off Q3\" with ATTENDEE;CN=Zoé Müller:mailto:zoe.mueller@example.test",
+        rel(cal_dir, &new_file)
+    );
+    let (code, _) = app::sync_once(cfg, None, JobOptions::new(app::now_unix())).await;
+    print_writes(&control.take_writes().await?);
+    if code != app::EXIT_OK {
+        return Ok(code);
+    }
+
+    // synced on its own first, as the daemon's folder watcher would: a
+    // reminder is the calendar's alone and sends nothing to the platform
+    println!(
+        "\n== a reminder added in the calendar, later the same meeting renamed on the platform"
+    );
+    let text = std::fs::read_to_string(&reminded_file)?;
+    let Some(with_alarm) = add_reminder(&text) else {
+        anyhow::bail!("no VEVENT in {}", reminded_file.display());
+    };
+    std::fs::write(&reminded_file, with_alarm)?;
+    println!(
+        "   added a reminder (VALARM, TRIGGER:-PT15M) to {}",
+        rel(cal_dir, &reminded_file)
+    );
+    let (code, _) = app::sync_once(cfg, None, JobOptions::new(app::now_unix())).await;
+    print_writes(&control.take_writes().await?);
+    if code != app::EXIT_OK {
+        return Ok(code);
+    }
+    let renamed = format!("{} (agenda updated)", reminded.topic);
+    control
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/_sim/meetings/{}", reminded.id),
+            Some(serde_json::json!({ "topic": renamed })),
+        )
+        .await?;
+    println!(
+        "   renamed on the platform (PATCH /_sim/meetings/{}) → {renamed:?}",
+        reminded.id
+    );
+    let (code, _) = app::sync_once(cfg, None, JobOptions::new(app::now_unix())).await;
+    print_writes(&control.take_writes().await?);
+    let after = std::fs::read_to_string(&reminded_file).unwrap_or_default();
+    let unfolded = after.replace("\r\n ", "").replace("\n ", "");
+    let arrived = unfolded
+        .lines()
+        .any(|l| l.trim_end() == format!("SUMMARY:{}", escape_text(&renamed)));
+    let kept = unfolded.lines().any(|l| l.trim_end() == "TRIGGER:-PT15M");
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("   the file {}:", rel(cal_dir, &reminded_file));
+    println!("     platform edit arrived: {}", yes(arrived));
+    println!(
+        "     reminder kept: {}{}",
+        yes(kept),
+        if kept {
+            ""
+        } else {
+            " (the file no longer has it)"
+        }
+    );
+    Ok(code)
+}
+
+/// `path` relative to the calendars folder, for shorter lines.
+fn rel(cal_dir: &Path, path: &Path) -> String {
+    path.strip_prefix(cal_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// The line ending a file uses.
+fn newline(ics: &str) -> &'static str {
+    if ics.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    }
+}
+
+/// A TEXT value escaped for a content line.
+fn escape_text(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace('\n', "\\n")
+}
+
+/// A content line folded at 75 octets.
+fn fold(line: &str, nl: &str) -> String {
+    let mut out = String::new();
+    let mut width = 0;
+    for c in line.chars() {
+        if width + c.len_utf8() > 75 {
+            out.push_str(nl);
+            out.push(' ');
+            width = 1;
+        }
+        out.push(c);
+        width += c.len_utf8();
+    }
+    out
+}
+
+/// The file with the SUMMARY of its first VEVENT replaced, the way a calendar
+/// app saves a new title: only that property changes.
+fn set_summary(ics: &str, summary: &str) -> Option<String> {
+    let nl = newline(ics);
+    let lines: Vec<&str> = ics.split(nl).collect();
+    let event = lines.iter().position(|l| *l == "BEGIN:VEVENT")?;
+    let is_summary = |l: &str| {
+        let u = l.to_ascii_uppercase();
+        u.starts_with("SUMMARY:") || u.starts_with("SUMMARY;")
+    };
+    let start = event + lines[event..].iter().position(|l| is_summary(l))?;
+    let mut end = start + 1;
+    while end < lines.len() && (lines[end].starts_with(' ') || lines[end].starts_with('\t')) {
+        end += 1;
+    }
+    let mut out: Vec<String> = lines[..start].iter().map(|l| l.to_string()).collect();
+    out.push(fold(&format!("SUMMARY:{}", escape_text(summary)), nl));
+    out.extend(lines[end..].iter().map(|l| l.to_string()));
+    Some(out.join(nl))
+}
+
+/// The file with a 15-minute display reminder at the end of its first VEVENT.
+fn add_reminder(ics: &str) -> Option<String> {
+    let nl = newline(ics);
+    let at = ics.find(&format!("{nl}END:VEVENT"))? + nl.len();
+    let alarm = format!(
+        "BEGIN:VALARM{nl}ACTION:DISPLAY{nl}DESCRIPTION:Reminder{nl}TRIGGER:-PT15M{nl}END:VALARM{nl}"
+    );
+    Some(format!("{}{alarm}{}", &ics[..at], &ics[at..]))
+}
+
+/// A new event as a calendar app writes it: three days from now, 09:00 UTC,
+/// with one attendee.
+fn new_event(organizer: &UserInfo, now: chrono::DateTime<chrono::Utc>) -> String {
+    let day = (now + chrono::Duration::days(3)).format("%Y%m%d");
+    let lines = [
+        "BEGIN:VCALENDAR".to_string(),
+        "VERSION:2.0".into(),
+        "PRODID:-//meetsync demo//a calendar app//EN".into(),
+        "BEGIN:VEVENT".into(),
+        format!("UID:kick-off-{}@calendar.example.test", now.timestamp()),
+        format!("DTSTAMP:{}", now.format("%Y%m%dT%H%M%SZ")),
+        format!("DTSTART:{day}T090000Z"),
+        format!("DTEND:{day}T094500Z"),
+        "SUMMARY:Kick-off Q3".into(),
+        "DESCRIPTION:Goals and owners for the quarter".into(),
+        fold(
+            &format!(
+                "ORGANIZER;CN={}:mailto:{}",
+                organizer.display_name(),
+                organizer.email
+            ),
+            "\r\n",
+        ),
+        fold(
+            "ATTENDEE;CN=Zoé Müller;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION:mailto:zoe.mueller@example.test",
+            "\r\n",
+        ),
+        "END:VEVENT".into(),
+        "END:VCALENDAR".into(),
+    ];
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n");
+    out
 }
 
 fn toml_str(p: &Path) -> String {

@@ -6,15 +6,19 @@
 //! secret parts (ICS tokens in paths) are already replaced. The real URL never
 //! reaches an error message: reqwest errors are stripped of it.
 //!
-//! Every attempt (retries included) first takes a token from the bucket of its
-//! host (`scheme://host:port`), shared by all clients of the process: at most
-//! `max_requests_per_second` on average, in bursts of at most one second's
-//! worth (see [`DEFAULT_MAX_REQUESTS_PER_SECOND`]). The first attempt of a
-//! conditional GET (a feed revalidation) takes no token.
+//! Every attempt (retries included) first takes a token from the `governor`
+//! limiter of its host (`scheme://host:port`), shared by all clients of the
+//! process with the same limit: at most `max_requests_per_second` on average,
+//! in bursts of at most one second's worth (see
+//! [`DEFAULT_MAX_REQUESTS_PER_SECOND`]). The first attempt of a conditional
+//! GET (a feed revalidation) takes no token.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use governor::clock::Clock as _;
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -85,15 +89,15 @@ impl Default for RetryPolicy {
 /// Requests per second to one host when the config does not say.
 pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 20.0;
 
-/// A token bucket of one host.
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
+type Limiter = governor::DefaultDirectRateLimiter;
+/// Keyed by host and the rate's bits.
+type Limiters = Mutex<HashMap<(String, u64), Arc<Limiter>>>;
 
-fn buckets() -> &'static Mutex<HashMap<String, Bucket>> {
-    static BUCKETS: OnceLock<Mutex<HashMap<String, Bucket>>> = OnceLock::new();
-    BUCKETS.get_or_init(|| Mutex::new(HashMap::new()))
+/// One limiter per host and rate: clients with the same limit share it (a
+/// new rate after a config reload starts its own).
+fn limiters() -> &'static Limiters {
+    static LIMITERS: OnceLock<Limiters> = OnceLock::new();
+    LIMITERS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// `scheme://host:port` of a URL: the unit of the rate limit.
@@ -109,35 +113,43 @@ fn host_key(url: &str) -> String {
     }
 }
 
+/// The quota for `rate` requests per second: one request every `1/rate` s
+/// after a burst of `max(floor(rate), 1)`.
+fn quota(rate: f64) -> Option<governor::Quota> {
+    let burst = NonZeroU32::new(rate.floor().clamp(1.0, u32::MAX as f64) as u32)?;
+    governor::Quota::with_period(Duration::from_secs_f64(1.0 / rate)).map(|q| q.allow_burst(burst))
+}
+
 /// Wait until a request to `host` may go out at `rate` requests per second
-/// (a burst of up to `max(rate, 1)` requests, then one every `1/rate` s).
-/// Callers reserve their slot in arrival order; `rate <= 0` means no limit.
+/// (a burst of up to `max(floor(rate), 1)` requests, then one every `1/rate` s).
+/// `rate <= 0` means no limit. Returns how long it waited.
 pub async fn wait_for_slot(host: &str, rate: f64) -> Duration {
     if !(rate.is_finite() && rate > 0.0) {
         return Duration::ZERO;
     }
-    let wait = {
-        let mut map = buckets().lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let burst = rate.max(1.0);
-        let b = map.entry(host.to_string()).or_insert(Bucket {
-            tokens: burst,
-            last: now,
-        });
-        let refill = now.saturating_duration_since(b.last).as_secs_f64() * rate;
-        b.tokens = (b.tokens + refill).min(burst);
-        b.last = now;
-        b.tokens -= 1.0;
-        if b.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / rate)
-        }
+    let Some(quota) = quota(rate) else {
+        return Duration::ZERO;
     };
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
+    let limiter = {
+        let mut map = limiters().lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((host.to_string(), rate.to_bits()))
+            .or_insert_with(|| Arc::new(Limiter::direct(quota)))
+            .clone()
+    };
+    if limiter.check().is_ok() {
+        return Duration::ZERO;
     }
-    wait
+    let started = Instant::now();
+    // waiters re-check after sleeping (tokio's timer, not governor's thread):
+    // no order among them, but none gets past the rate
+    loop {
+        match limiter.check() {
+            Ok(()) => return started.elapsed(),
+            Err(not_until) => {
+                tokio::time::sleep(not_until.wait_time_from(limiter.clock().now())).await
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -186,11 +198,10 @@ impl Http {
     }
 
     fn count(&self, status: &str) {
-        crate::metrics::global().inc(
-            "meetsync_http_requests_total",
-            &[("pair", &self.label), ("status", status)],
-            1.0,
-        );
+        crate::metrics::global()
+            .http_requests
+            .get_or_create(&crate::metrics::status(&self.label, status))
+            .inc();
     }
 
     /// Send a request; idempotent ones (GET/PUT/DELETE) are retried on
@@ -468,5 +479,37 @@ mod tests {
             wait_for_slot(host, 0.0).await;
         }
         assert!(t.elapsed() < Duration::from_millis(100));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rate_limit_holds_for_concurrent_callers_and_fractional_rates() {
+        // 10 callers at once at 5/s: a burst of 5, then one every 200 ms;
+        // waiters re-check the limiter, so none gets ahead of the rate
+        let host = "http://rate-limit-concurrent.invalid:1";
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(wait_for_slot(host, 5.0)))
+            .collect();
+        let mut waits = Vec::new();
+        for task in tasks {
+            waits.push(task.await.unwrap());
+        }
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert_eq!(waits.iter().filter(|w| w.is_zero()).count(), 5, "{waits:?}");
+        // 2.5/s: a burst of 2 (whole requests only), then one every 400 ms
+        let host = "http://rate-limit-fraction.invalid:1";
+        let t = Instant::now();
+        for _ in 0..4 {
+            wait_for_slot(host, 2.5).await;
+        }
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(750) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
     }
 }

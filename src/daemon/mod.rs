@@ -220,11 +220,9 @@ pub async fn run(config_path: &Path) -> i32 {
         }
         let now = Utc::now();
         d.shared.last_tick.store(now.timestamp(), Ordering::Relaxed);
-        metrics::global().set(
-            "meetsync_scheduler_last_tick_timestamp_seconds",
-            &[],
-            now.timestamp() as f64,
-        );
+        metrics::global()
+            .scheduler_last_tick_timestamp_seconds
+            .set(now.timestamp());
         if last_ping.elapsed() >= ping_every {
             d.notifier.send("WATCHDOG=1");
             last_ping = std::time::Instant::now();
@@ -312,7 +310,7 @@ impl Daemon {
         self.shared
             .unhealthy_after
             .store(config.daemon.unhealthy_after_secs as i64, Ordering::Relaxed);
-        metrics::global().set("meetsync_pairs", &[], self.pairs.len() as f64);
+        metrics::global().pairs.set(self.pairs.len() as i64);
         let folders: Vec<(String, PathBuf)> = config
             .pairs
             .iter()
@@ -414,7 +412,7 @@ impl Daemon {
             };
             p.running = true;
             self.running += 1;
-            metrics::global().set("meetsync_jobs_running", &[], self.running as f64);
+            metrics::global().jobs_running.set(self.running as i64);
             let cfg = p.cfg.clone();
             let state = self.state.clone();
             let done = done.clone();
@@ -430,8 +428,7 @@ impl Daemon {
 
     fn finished(&mut self, name: &str, report: PairReport) {
         self.running = self.running.saturating_sub(1);
-        let m = metrics::global();
-        m.set("meetsync_jobs_running", &[], self.running as f64);
+        metrics::global().jobs_running.set(self.running as i64);
         record_metrics(&report);
         let now = Utc::now();
         let ok = report.ok();
@@ -527,37 +524,25 @@ fn record_metrics(r: &PairReport) {
     let m = metrics::global();
     let pair = r.pair.as_str();
     let ok = r.ok();
-    m.inc(
-        "meetsync_jobs_total",
-        &[("pair", pair), ("result", if ok { "ok" } else { "failed" })],
-        1.0,
-    );
-    m.observe(
-        "meetsync_job_duration_seconds",
-        &[("pair", pair)],
-        r.seconds,
-    );
+    m.jobs
+        .get_or_create(&metrics::result(pair, if ok { "ok" } else { "failed" }))
+        .inc();
+    m.job_duration_seconds
+        .get_or_create(&metrics::pair(pair))
+        .observe(r.seconds);
     if ok {
-        m.set(
-            "meetsync_last_success_timestamp_seconds",
-            &[("pair", pair)],
-            Utc::now().timestamp() as f64,
-        );
+        m.last_success_timestamp_seconds
+            .get_or_create(&metrics::pair(pair))
+            .set(Utc::now().timestamp());
     }
     let (a, c, d) = r.totals();
     for (action, n) in [("added", a), ("changed", c), ("deleted", d)] {
-        m.inc(
-            "meetsync_items_total",
-            &[("pair", pair), ("action", action)],
-            n as f64,
-        );
+        m.items
+            .get_or_create(&metrics::action(pair, action))
+            .inc_by(n as u64);
     }
     if r.error.is_some() {
-        m.inc(
-            "meetsync_errors_total",
-            &[("pair", pair), ("kind", "pair")],
-            1.0,
-        );
+        m.errors.get_or_create(&metrics::kind(pair, "pair")).inc();
     }
     for o in &r.organizers {
         let result = match o.outcome {
@@ -568,58 +553,46 @@ fn record_metrics(r: &PairReport) {
             Outcome::Failed => "failed",
             Outcome::Cancelled => continue,
         };
-        m.inc(
-            "meetsync_feed_fetches_total",
-            &[("pair", pair), ("result", result)],
-            1.0,
-        );
+        m.feed_fetches
+            .get_or_create(&metrics::result(pair, result))
+            .inc();
         match o.outcome {
-            Outcome::Failed => m.inc(
-                "meetsync_errors_total",
-                &[("pair", pair), ("kind", "organizer")],
-                1.0,
-            ),
-            Outcome::Refused => m.inc(
-                "meetsync_errors_total",
-                &[("pair", pair), ("kind", "refused")],
-                1.0,
-            ),
+            Outcome::Failed => {
+                m.errors
+                    .get_or_create(&metrics::kind(pair, "organizer"))
+                    .inc();
+            }
+            Outcome::Refused => {
+                m.errors
+                    .get_or_create(&metrics::kind(pair, "refused"))
+                    .inc();
+            }
             _ => {}
         }
         if o.item_errors > 0 {
-            m.inc(
-                "meetsync_errors_total",
-                &[("pair", pair), ("kind", "item")],
-                o.item_errors as f64,
-            );
+            m.errors
+                .get_or_create(&metrics::kind(pair, "item"))
+                .inc_by(o.item_errors as u64);
         }
         if o.conflicts > 0 {
-            m.inc(
-                "meetsync_conflicts_total",
-                &[("pair", pair)],
-                o.conflicts as f64,
-            );
+            m.conflicts
+                .get_or_create(&metrics::pair(pair))
+                .inc_by(o.conflicts as u64);
         }
     }
-    let total: f64 = ["not_modified", "unchanged", "changed", "refused", "failed"]
-        .iter()
-        .map(|r| {
-            m.counter(
-                "meetsync_feed_fetches_total",
-                &[("pair", pair), ("result", r)],
-            )
-        })
+    let fetches = |r: &str| {
+        m.feed_fetches
+            .get(&metrics::result(pair, r))
+            .map_or(0, |c| c.get())
+    };
+    let total: u64 = ["not_modified", "unchanged", "changed", "refused", "failed"]
+        .into_iter()
+        .map(fetches)
         .sum();
-    if total > 0.0 {
-        let nm = m.counter(
-            "meetsync_feed_fetches_total",
-            &[("pair", pair), ("result", "not_modified")],
-        );
-        m.set(
-            "meetsync_feed_not_modified_ratio",
-            &[("pair", pair)],
-            nm / total,
-        );
+    if total > 0 {
+        m.feed_not_modified_ratio
+            .get_or_create(&metrics::pair(pair))
+            .set(fetches("not_modified") as f64 / total as f64);
     }
 }
 

@@ -5,7 +5,8 @@
 //! | request | body | answer |
 //! |---|---|---|
 //! | `GET /_sim/counters` | | [`Counters`](super::Counters) |
-//! | `POST /_sim/counters/reset` | | `{}` |
+//! | `POST /_sim/counters/reset` | | `{}` (also clears the write log) |
+//! | `GET /_sim/writes` | | the meeting writes the API handled, oldest first: [`WriteRecord`](super::WriteRecord)s (`method`, `path`, `user_id`, JSON `body`, `status`) |
 //! | `GET /_sim/options` | | all switches |
 //! | `POST /_sim/options` | some switches by name, e.g. `{"uid_style":"id_at_domain","rate_limit":{"per_second":5,"retry_after":true}}` | all switches |
 //! | `GET /_sim/accounts` | | accounts with their organizers |
@@ -144,6 +145,9 @@ pub(crate) async fn handle(sim: &Sim, method: &Method, path: &str, body: Body) -
         (Method::POST, ["_sim", "counters", "reset"]) => {
             sim.reset_counters();
             ok()
+        }
+        (Method::GET, ["_sim", "writes"]) => {
+            json_response(200, &serde_json::to_value(sim.writes()).unwrap_or_default())
         }
         (Method::GET, ["_sim", "options"]) => json_response(
             200,

@@ -25,7 +25,7 @@ use super::wire::{
 use super::world::ApiError;
 use super::{
     ApiAuth, BadToken, DeletePaths, ErrorStatus, Fault, FeedAuth, PutResponse, Route, RunningSim,
-    Sim, SimOptions, Validators,
+    Sim, SimOptions, Validators, WriteRecord,
 };
 
 const MAX_BODY: usize = 4 << 20;
@@ -226,6 +226,18 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
             Err(e) => error_response(&opts, &e),
         },
     };
+    if matches!(
+        target,
+        Target::MeetingCreate | Target::MeetingUpdate { .. } | Target::MeetingDelete(_)
+    ) {
+        sim.lock().log_write(WriteRecord {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            user_id: user_header(&parts.headers).ok(),
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            status: answer.status().as_u16(),
+        });
+    }
     match fault {
         Some(Fault::DelayAfter(d)) => {
             tokio::time::sleep(d).await;

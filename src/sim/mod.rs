@@ -537,6 +537,24 @@ pub struct Counters {
     pub not_found: u64,
 }
 
+/// A meeting write the API received (`POST`, `PUT` or `DELETE` of a meeting),
+/// as the client sent it, with the status it got. The simulator keeps the
+/// last [`WRITE_LOG_LEN`] until [`Sim::reset_counters`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WriteRecord {
+    pub method: String,
+    /// The path (a meeting id at most; no secrets).
+    pub path: String,
+    /// `X-USER-ID`, when sent.
+    pub user_id: Option<String>,
+    /// The JSON body (`null` when there was none or it was not JSON).
+    pub body: serde_json::Value,
+    pub status: u16,
+}
+
+/// How many meeting writes the simulator remembers.
+pub const WRITE_LOG_LEN: usize = 1000;
+
 impl Counters {
     /// Requests seen on `route`.
     pub fn requests_to(&self, route: Route) -> u64 {
@@ -725,8 +743,16 @@ impl Sim {
         self.lock().counters.clone()
     }
 
+    /// Clears the counters and the write log.
     pub fn reset_counters(&self) {
-        self.lock().counters = Counters::default();
+        let mut w = self.lock();
+        w.counters = Counters::default();
+        w.writes.clear();
+    }
+
+    /// The meeting writes received over HTTP, oldest first.
+    pub fn writes(&self) -> Vec<WriteRecord> {
+        self.lock().writes.iter().cloned().collect()
     }
 
     /// Adds `organizers` organizers to the account, each with

@@ -1465,6 +1465,72 @@ async fn control_surface() {
 }
 
 #[tokio::test]
+async fn meeting_writes_are_logged_with_their_bodies_until_reset() {
+    let env = Env::new(SimOptions::default()).await;
+    let mut body = seed_body("Logged");
+    body["invitedParticipants"] = json!(["ann@example.test"]);
+    let created = env.create(body).await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+    let user = env.admin().id.clone();
+    let put = env
+        .call(
+            Method::PUT,
+            &format!("/api/v6/meeting/{id}/false"),
+            Some(&user),
+            Some(seed_body("Renamed")),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    // a rejected write is logged with its status; reads and feeds are not
+    let bad = env
+        .call(
+            Method::POST,
+            "/api/v6/meeting",
+            Some(&user),
+            Some(json!({})),
+        )
+        .await;
+    env.call(
+        Method::GET,
+        &format!("/api/v6/meeting/{id}"),
+        Some(&user),
+        None,
+    )
+    .await;
+    env.feed(env.admin(), &[]).await;
+    let log = env.sim.writes();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str(), log[0].status),
+        ("POST", "/api/v6/meeting", 200)
+    );
+    assert_eq!(
+        log[0].body["invitedParticipants"],
+        json!(["ann@example.test"])
+    );
+    assert_eq!(log[0].user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(log[1].method, "PUT");
+    assert_eq!(log[1].path, format!("/api/v6/meeting/{id}/false"));
+    assert_eq!(log[1].body["topic"], json!("Renamed"));
+    assert_eq!(log[2].status, bad.status);
+    assert_ne!(log[2].status, 200);
+    // the same through the control surface, without the API key
+    let listed = env.send(env.http.get(env.url("/_sim/writes"))).await;
+    assert_eq!(listed.status, 200);
+    let listed = listed.json();
+    assert_eq!(
+        listed[1]["path"],
+        json!(format!("/api/v6/meeting/{id}/false"))
+    );
+    assert_eq!(listed[0]["body"]["topic"], json!("Logged"));
+    assert!(!listed.to_string().contains("sim-api-key"));
+    env.send(env.http.post(env.url("/_sim/counters/reset")))
+        .await;
+    assert!(env.sim.writes().is_empty());
+}
+
+#[tokio::test]
 async fn unknown_paths_are_404_and_stop_closes_the_port() {
     let env = Env::new(SimOptions::default()).await;
     let a = env.call(Method::GET, "/api/v6/nothing", None, None).await;

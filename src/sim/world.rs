@@ -11,7 +11,10 @@ use rand::{Rng, RngCore, SeedableRng};
 
 use super::feed::{FeedInput, RenderedFeed};
 use super::wire::MeetingInput;
-use super::{AccountInfo, Counters, Fault, Meeting, Route, SequenceMode, SimOptions, UserInfo};
+use super::{
+    AccountInfo, Counters, Fault, Meeting, Route, SequenceMode, SimOptions, UserInfo, WriteRecord,
+    WRITE_LOG_LEN,
+};
 
 /// An error the API reports as an envelope `{"responseCode": code, …}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +137,8 @@ pub(crate) struct World {
     meeting_numbers: HashSet<String>,
     pub faults: HashMap<Route, VecDeque<(Fault, u32)>>,
     pub counters: Counters,
+    /// The last meeting writes received over HTTP.
+    pub writes: VecDeque<WriteRecord>,
     /// Source of never-seen ETags for [`Fault::EtagChurn`].
     pub churn: u64,
     rate_window: Option<(Instant, u32)>,
@@ -161,12 +166,21 @@ impl World {
             meeting_numbers: HashSet::new(),
             faults: HashMap::new(),
             counters: Counters::default(),
+            writes: VecDeque::new(),
             churn: 0,
             rate_window: None,
         };
         w.started = w.now();
         w.whitelabel_id = w.object_id(w.started);
         w
+    }
+
+    /// Remembers a meeting write (the oldest goes beyond [`WRITE_LOG_LEN`]).
+    pub fn log_write(&mut self, record: WriteRecord) {
+        if self.writes.len() >= WRITE_LOG_LEN {
+            self.writes.pop_front();
+        }
+        self.writes.push_back(record);
     }
 
     /// Wall clock plus offset, at millisecond precision (what the API shows).

@@ -1,5 +1,7 @@
 //! The binary: exit codes, messages, `--help`.
 
+use std::path::Path;
+
 use crate::common::*;
 use meetsync::sim::SimOptions;
 
@@ -138,5 +140,95 @@ async fn status_before_the_daemon_ran_reads_the_schedule_in_its_zone() {
     assert!(
         stdout.contains("09:30 JST by the schedule `30 9 * * *` (the daemon has not run yet)"),
         "{stdout}"
+    );
+}
+
+/// The demo's calendar side: a local edit becomes a PUT, a new event with an
+/// attendee a POST with that invitee, and a platform rename reaches a file
+/// that got a reminder locally, which stays.
+#[test]
+fn demo_pushes_calendar_changes_and_keeps_a_local_reminder_through_a_platform_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["demo", "--organizers", "1", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?}:\n{stdout}"))
+            .to_string()
+    };
+    let cal = dir.path().join("calendars");
+    // the pull steps are still there
+    assert!(
+        stdout.contains("→ 2 feed requests answered 304 Not Modified; files written: 0"),
+        "{stdout}"
+    );
+    // the edited file's meeting got a PUT with the new title
+    let edited = line("edited ");
+    let (path, title) = edited
+        .trim_start_matches("edited ")
+        .trim()
+        .split_once(": SUMMARY → ")
+        .unwrap();
+    let title = title.trim_matches('"');
+    assert!(title.ends_with("(now in room 4.2)"), "{edited}");
+    let id = Path::new(path).file_stem().unwrap().to_string_lossy();
+    assert_eq!(
+        line("PUT "),
+        format!("PUT /api/v6/meeting/{id}/false  topic \"{title}\""),
+        "{stdout}"
+    );
+    // one PUT in all: neither the reminder nor the platform's rename is sent back
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.trim().starts_with("PUT "))
+            .count(),
+        1,
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(cal.join(path)).unwrap();
+    assert!(text.contains(&format!("SUMMARY:{title}")), "{text}");
+    // the new event became a meeting with its invitee
+    assert_eq!(
+        line("POST "),
+        "POST /api/v6/meeting  topic \"Kick-off Q3\", invitedParticipants [zoe.mueller@example.test]",
+        "{stdout}"
+    );
+    // the platform rename reached the file that got a reminder
+    let organizer = cal.join(Path::new(path).parent().unwrap());
+    let renamed: Vec<String> = ics_files(&organizer)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter(|t| t.contains("(agenda updated)"))
+        .collect();
+    assert_eq!(renamed.len(), 1, "{stdout}");
+    assert!(
+        renamed[0]
+            .replace("\r\n ", "")
+            .lines()
+            .any(|l| l.starts_with("SUMMARY:") && l.ends_with("(agenda updated)")),
+        "{}",
+        renamed[0]
+    );
+    assert_eq!(line("platform edit arrived:"), "platform edit arrived: yes");
+    // and the reminder added locally is still in it
+    assert_eq!(line("reminder kept:"), "reminder kept: yes", "{stdout}");
+    assert!(
+        renamed[0].contains("BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Reminder\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\n"),
+        "{}",
+        renamed[0]
     );
 }
