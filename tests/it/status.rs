@@ -123,3 +123,65 @@ async fn status_of_a_pull_pair_counts_per_organizer() {
         assert!(b.contains("    last run: not modified (304)"), "{s}");
     }
 }
+
+/// A run that did not read the feed (same body as last time) keeps the item
+/// problems of the last run that did, dated.
+#[tokio::test]
+async fn item_problems_of_the_last_run_that_read_the_feed_stay_in_status() {
+    let body = feed_of(&[
+        event("good@test", "Fine"),
+        event("twice@test", "First version"),
+        event("twice@test", "Second version"),
+    ]);
+    let sf = StaticFeed::new(&body).await;
+    let r = sf.sync().await;
+    assert_eq!(r.organizers[0].item_errors, 2, "{}", r.render());
+    let printed = r.render();
+    let notes: Vec<String> = printed
+        .lines()
+        .filter(|l| l.contains("twice@test"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(notes.len(), 2, "{printed}");
+    let status = |cfg: &std::path::Path| {
+        let out = bin()
+            .args(["status", "--config"])
+            .arg(cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let s = status(&sf.config_path);
+    for note in &notes {
+        assert!(s.contains(&format!("    {note}\n")), "{note}\n{s}");
+    }
+    assert!(s.contains("1 meeting(s) in the store"), "{s}");
+    // the same body again: nothing is parsed, the problem is still there
+    let r = sf.sync().await;
+    assert!(
+        r.organizers[0].notes.is_empty() && r.organizers[0].item_errors == 0,
+        "{}",
+        r.render()
+    );
+    let s = status(&sf.config_path);
+    assert!(s.contains("    last run: unchanged (same content)"), "{s}");
+    for note in &notes {
+        assert!(
+            s.lines()
+                .any(|l| l.starts_with(&format!("    {note} (as of the run of "))),
+            "{note}\n{s}"
+        );
+    }
+    // a feed without the problem clears it
+    sf.set(
+        200,
+        "text/calendar; charset=utf-8",
+        &feed_of(&[event("good@test", "Fine")]),
+    );
+    let r = sf.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    let s = status(&sf.config_path);
+    assert!(!s.contains("twice@test"), "{s}");
+    assert!(s.contains("item problems: none"), "{s}");
+}
