@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 (Web Meeting API v6) and keeps them as a calendar on disk: a vdir, one .ics file per \
 meeting, which khal, vdirsyncer and other tools read.\n\n\
 Start with `meetsync demo`: it runs a local simulator of the platform, syncs into a \
-folder and shows what happened. Then write a config (see config/meetsync.example.toml), \
+folder and shows what happened. Then write a config (see meetsync.toml(5) or \
+config/meetsync.example.toml), \
 check it with `meetsync check-config` and run `meetsync sync --once`.",
     after_help = "Exit codes: 0 success, 1 a sync job failed, 78 the configuration is invalid."
 )]
