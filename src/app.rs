@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Direction, PairConfig};
 use crate::cycle::{self, JobOptions, PairReport};
-use crate::state::State;
+use crate::state::{State, StateError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -105,7 +105,9 @@ pub fn check_config(path: &Path) -> i32 {
     code
 }
 
-/// `meetsync status`.
+/// `meetsync status`: per pair the last run, the next, the last error; per
+/// organizer what the store holds, the last run's result, its last error and
+/// every item problem of the last run that read its feed.
 pub fn status(cfg: &Config) -> i32 {
     let state = match State::open(&cfg.state_dir) {
         Ok(s) => s,
@@ -114,61 +116,146 @@ pub fn status(cfg: &Config) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let fmt_time = |t: i64| {
-        chrono::DateTime::from_timestamp(t, 0)
-            .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-            .unwrap_or_else(|| t.to_string())
-    };
     for p in &cfg.pairs {
-        let (last, failed) = match state.last_runs(&p.name) {
-            Ok(x) => x,
+        match pair_status(&state, p) {
+            Ok(text) => print!("{text}"),
             Err(e) => {
                 eprintln!("error: {e}");
                 return EXIT_FAILED;
             }
-        };
-        let items = state.item_count(&p.name).unwrap_or(0);
-        println!("pair {} ({items} meetings synced)", p.name);
-        match last {
-            None => println!("  last run: never"),
-            Some(r) => println!(
+        }
+    }
+    EXIT_OK
+}
+
+fn fmt_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// The `status` text of one pair.
+pub fn pair_status(state: &State, p: &PairConfig) -> Result<String, StateError> {
+    use std::fmt::Write as _;
+    let two_way = p.direction == Direction::TwoWay;
+    let (last, failed) = state.last_runs(&p.name)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pair {} ({}, {})",
+        p.name,
+        if two_way { "two-way" } else { "pull" },
+        p.store.path.display()
+    );
+    match &last {
+        None => {
+            let _ = writeln!(out, "  last run: never");
+        }
+        Some(r) => {
+            let _ = writeln!(
+                out,
                 "  last run: {} — {} — {}",
                 fmt_time(r.started),
                 if r.ok { "ok" } else { "failed" },
                 r.summary
-            ),
-        }
-        match state.schedule(&p.name) {
-            Ok(Some((next, failures))) => {
-                let backoff = if failures > 0 {
-                    format!(" (backing off after {failures} failed run(s))")
-                } else {
-                    String::new()
-                };
-                println!("  next run: {}{backoff}", fmt_time(next));
-            }
-            _ => {
-                if let Some(next) = crate::daemon::next_by_schedule(p, chrono::Utc::now()) {
-                    let when = match p.schedule_timezone {
-                        Some(tz) => next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
-                        None => next
-                            .with_timezone(&chrono::Local)
-                            .format("%Y-%m-%d %H:%M %Z"),
-                    };
-                    println!(
-                        "  next run: {when} by the schedule `{}` (the daemon has not run yet)",
-                        p.schedule
-                    );
-                }
-            }
-        }
-        if let Some(f) = failed {
-            println!(
-                "  last error: {} — {}",
-                fmt_time(f.started),
-                f.error.unwrap_or(f.summary)
             );
         }
     }
-    EXIT_OK
+    match state.schedule(&p.name)? {
+        Some((next, failures)) => {
+            let backoff = if failures > 0 {
+                format!(" (backing off after {failures} failed run(s))")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  next run: {}{backoff}", fmt_time(next));
+        }
+        None => {
+            if let Some(next) = crate::daemon::next_by_schedule(p, chrono::Utc::now()) {
+                let when = match p.schedule_timezone {
+                    Some(tz) => next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+                    None => next
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M %Z"),
+                };
+                let _ = writeln!(
+                    out,
+                    "  next run: {when} by the schedule `{}` (the daemon has not run yet)",
+                    p.schedule
+                );
+            }
+        }
+    }
+    if let Some(f) = &failed {
+        let _ = writeln!(
+            out,
+            "  last error: {} — {}",
+            fmt_time(f.started),
+            f.error.as_deref().unwrap_or(&f.summary)
+        );
+    }
+    // the organizers of the last run; if it failed before reaching any, those
+    // of the last run that did
+    let (orgs, as_of) = match &last {
+        Some(r) if !r.organizers.is_empty() => (r.organizers.clone(), None),
+        _ => state.last_organizers(&p.name)?,
+    };
+    if let Some(t) = as_of {
+        let _ = writeln!(out, "  organizers, as of the run of {}:", fmt_time(t));
+    }
+    for o in &orgs {
+        let counts = state.organizer_counts(&p.name, &o.key, &o.collection)?;
+        let held = if two_way {
+            format!(
+                "{} event(s) in the calendar, {} linked to meetings",
+                counts.local, counts.linked
+            )
+        } else {
+            format!("{} meeting(s) in the store", counts.items)
+        };
+        if o.collection == o.label {
+            let _ = writeln!(out, "  {}/: {held}", o.label);
+        } else {
+            let _ = writeln!(out, "  {} → {}/: {held}", o.label, o.collection);
+        }
+        let _ = writeln!(out, "    last run: {}", o.summary);
+        if let Some((t, e)) = state.last_organizer_error(&p.name, &o.key)? {
+            let _ = writeln!(
+                out,
+                "    last error: {} — {}",
+                fmt_time(t),
+                e.error.as_deref().unwrap_or("")
+            );
+        }
+        // item problems: those of the last run; when it did not read the
+        // feed (304, unchanged), also those of the last run that did
+        let mut notes: Vec<(Option<i64>, &str)> =
+            o.notes.iter().map(|n| (None, n.as_str())).collect();
+        let earlier = if o.read {
+            None
+        } else {
+            state.last_read(&p.name, &o.key)?
+        };
+        if let Some((t, e)) = &earlier {
+            for n in &e.notes {
+                if !o.notes.contains(n) {
+                    notes.push((Some(*t), n.as_str()));
+                }
+            }
+        }
+        if notes.is_empty() {
+            let _ = writeln!(out, "    item problems: none");
+        }
+        for (t, n) in notes {
+            match t {
+                None => {
+                    let _ = writeln!(out, "    ! {n}");
+                }
+                Some(t) => {
+                    let _ = writeln!(out, "    ! {n} (as of the run of {})", fmt_time(t));
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 (Web Meeting API v6) and keeps them as a calendar on disk: a vdir, one .ics file per \
 meeting, which khal, vdirsyncer and other tools read.\n\n\
 Start with `meetsync demo`: it runs a local simulator of the platform, syncs into a \
-folder and shows what happened. Then write a config (see config/meetsync.example.toml), \
+folder and shows what happened. Then write a config (see meetsync.toml(5) or \
+config/meetsync.example.toml), \
 check it with `meetsync check-config` and run `meetsync sync --once`.",
     after_help = "Exit codes: 0 success, 1 a sync job failed, 78 the configuration is invalid."
 )]
@@ -74,6 +75,31 @@ Example:\n  meetsync demo --dir /tmp/meetsync-demo --meetings 200"
 Control surface (JSON): GET /_sim/counters, GET /_sim/writes, POST /_sim/meetings, PATCH|DELETE /_sim/meetings/{id}, POST /_sim/faults, POST /_sim/options"
     )]
     Sim(SimArgs),
+    /// Print the shell completion script for bash, zsh or fish (also elvish, powershell)
+    #[command(after_help = "Install for yourself:\n  \
+meetsync completions bash > ~/.local/share/bash-completion/completions/meetsync\n  \
+meetsync completions zsh > ~/.zfunc/_meetsync    (with fpath+=~/.zfunc before compinit in ~/.zshrc)\n  \
+meetsync completions fish > ~/.config/fish/completions/meetsync.fish\n\
+The Debian package installs all three.")]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages meetsync(1), meetsync-COMMAND(1) and meetsync.toml(5) into DIR/man1 and DIR/man5
+    #[command(
+        after_help = "The pages are generated from these help texts and from the documented example config.\n\
+Example (man finds ~/.local/share/man when ~/.local/bin is on PATH):\n  \
+meetsync man --dir ~/.local/share/man && man meetsync.toml"
+    )]
+    Man(ManArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ManArgs {
+    /// Folder of the man1/ and man5/ sub-folders (created if missing)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]

@@ -20,7 +20,7 @@ use crate::config::{Direction, Layout, OrganizerSource, PairConfig};
 use crate::http::RetryPolicy;
 use crate::ics::{self, FeedItem, SplitFeed};
 use crate::provider::webmeeting::{Client, FeedFetch, Organizer, FEED_PROPERTIES};
-use crate::state::{Commit, FeedState, ItemState, PendingWrite, RunRecord, State};
+use crate::state::{Commit, FeedState, ItemState, PendingWrite, RunOrganizer, RunRecord, State};
 use crate::store::vdir::Vdir;
 use crate::twoway;
 
@@ -75,6 +75,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct OrganizerReport {
     pub organizer: String,
+    /// The organizer's key in the sync state (user id or feed name).
+    pub key: String,
     pub collection: String,
     pub outcome: Outcome,
     pub added: usize,
@@ -113,6 +115,7 @@ impl OrganizerReport {
     pub fn new(organizer: &str, collection: &str) -> OrganizerReport {
         OrganizerReport {
             organizer: organizer.to_string(),
+            key: String::new(),
             collection: collection.to_string(),
             outcome: Outcome::Synced,
             added: 0,
@@ -332,8 +335,9 @@ pub async fn sync_pair(
             ok: report.ok(),
             summary: report.summary(),
             error: first_error(&report),
+            organizers: report.organizers.iter().map(run_organizer).collect(),
         };
-        let st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = st.record_run(&rec) {
             tracing::warn!(pair = %pair.name, error = %e, "cannot record the run");
         }
@@ -347,6 +351,37 @@ fn first_error(r: &PairReport) -> Option<String> {
             .iter()
             .find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.organizer)))
     })
+}
+
+/// What `status` shows of one organizer of a run.
+fn run_organizer(o: &OrganizerReport) -> RunOrganizer {
+    let summary = match o.outcome {
+        Outcome::NotModified => "not modified (304)".to_string(),
+        Outcome::Unchanged => "unchanged (same content)".to_string(),
+        Outcome::Synced => {
+            let mut s = format!("+{} ~{} -{}", o.added, o.changed, o.deleted);
+            if o.pushed != (0, 0, 0) {
+                let (a, c, d) = o.pushed;
+                let _ = write!(s, "; to the platform +{a} ~{c} -{d}");
+            }
+            if o.conflicts > 0 {
+                let _ = write!(s, ", {} conflict(s)", o.conflicts);
+            }
+            s
+        }
+        Outcome::Refused => "REFUSED".to_string(),
+        Outcome::Failed => "FAILED".to_string(),
+        Outcome::Cancelled => "not started (shutting down)".to_string(),
+    };
+    RunOrganizer {
+        key: o.key.clone(),
+        label: o.organizer.clone(),
+        collection: o.collection.clone(),
+        read: o.outcome == Outcome::Synced,
+        summary,
+        error: o.error.clone(),
+        notes: o.notes.clone(),
+    }
 }
 
 async fn run_pair(
@@ -423,12 +458,16 @@ async fn run_pair(
         let pair = pair.clone();
         let opts = opts.clone();
         async move {
-            if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            let key = org.key.clone();
+            let mut r = if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                 let mut r = OrganizerReport::new(&org.label, &collection_for(&pair, &org));
                 r.outcome = Outcome::Cancelled;
-                return r;
-            }
-            sync_organizer(&pair, &client, org, state, &opts, progress).await
+                r
+            } else {
+                sync_organizer(&pair, &client, org, state, &opts, progress).await
+            };
+            r.key = key;
+            r
         }
     }))
     .buffered(opts.concurrency.max(1))

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod http;
 pub mod ics;
+pub mod manpages;
 pub mod metrics;
 pub mod model;
 pub mod provider;

@@ -84,6 +84,25 @@ async fn run(cli: Cli) -> i32 {
                 app::EXIT_FAILED
             }
         },
+        Command::Completions { shell } => {
+            meetsync::manpages::completions(*shell, &mut std::io::stdout());
+            app::EXIT_OK
+        }
+        Command::Man(args) => match meetsync::manpages::write_pages(&args.dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                app::EXIT_OK
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the man pages into {}: {e}",
+                    args.dir.display()
+                );
+                app::EXIT_FAILED
+            }
+        },
         Command::Sim(args) => match demo::run_sim(args).await {
             Ok(()) => app::EXIT_OK,
             Err(e) => {

@@ -74,6 +74,39 @@ pub struct RunRecord {
     pub ok: bool,
     pub summary: String,
     pub error: Option<String>,
+    /// What happened to each organizer (empty when the job failed before
+    /// reaching them).
+    pub organizers: Vec<RunOrganizer>,
+}
+
+/// One organizer of a finished job, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOrganizer {
+    /// The organizer's key in the state (user id or feed name).
+    pub key: String,
+    /// The email or feed name, as reports show it.
+    pub label: String,
+    pub collection: String,
+    /// Whether the feed was read and planned in this run (not a 304, an
+    /// unchanged body or a cancelled job): its notes are current then.
+    pub read: bool,
+    /// One line, as `sync --once` prints it: "+1 ~0 -0", "not modified (304)", "FAILED: …".
+    pub summary: String,
+    pub error: Option<String>,
+    /// Every item note of the run (item and reason), as `sync --once` prints them.
+    pub notes: Vec<String>,
+}
+
+/// How many meetings the state knows for one organizer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrganizerCounts {
+    /// Pull pairs: meetings written to the store.
+    pub items: i64,
+    /// Two-way pairs: events in the calendar folder at the last scan
+    /// (conflict copies not counted).
+    pub local: i64,
+    /// Two-way pairs: events linked to a meeting on the platform.
+    pub linked: i64,
 }
 
 pub struct State {
@@ -99,6 +132,13 @@ CREATE TABLE IF NOT EXISTS runs (
     finished INTEGER NOT NULL, ok INTEGER NOT NULL, summary TEXT NOT NULL, error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_pair ON runs (pair, id);
+CREATE TABLE IF NOT EXISTS run_organizers (
+    run INTEGER NOT NULL, pair TEXT NOT NULL, organizer TEXT NOT NULL, label TEXT NOT NULL,
+    collection TEXT NOT NULL, read INTEGER NOT NULL, summary TEXT NOT NULL, error TEXT,
+    notes TEXT NOT NULL,
+    PRIMARY KEY (run, organizer)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_organizers_by_org ON run_organizers (pair, organizer, run);
 CREATE TABLE IF NOT EXISTS links (
     pair TEXT NOT NULL, organizer TEXT NOT NULL, local_uid TEXT NOT NULL,
     remote_uid TEXT, meeting_id TEXT, file TEXT NOT NULL, fields TEXT NOT NULL,
@@ -419,46 +459,206 @@ impl State {
         Ok(out)
     }
 
-    pub fn record_run(&self, r: &RunRecord) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO runs (pair, started, finished, ok, summary, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![r.pair, r.started, r.finished, r.ok, r.summary, r.error],
+    pub fn record_run(&mut self, r: &RunRecord) -> Result<(), StateError> {
+        let err = db_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO runs (pair, started, finished, ok, summary, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![r.pair, r.started, r.finished, r.ok, r.summary, r.error],
+        )
+        .map_err(err)?;
+        let run = tx.last_insert_rowid();
+        for o in &r.organizers {
+            let notes = serde_json::to_string(&o.notes).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "INSERT OR REPLACE INTO run_organizers (run, pair, organizer, label, collection, read, summary, error, notes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![run, r.pair, o.key, o.label, o.collection, o.read, o.summary, o.error, notes],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(err)?;
+        }
         // keep the history bounded
-        self.conn
-            .execute(
-                "DELETE FROM runs WHERE pair=?1 AND id NOT IN (SELECT id FROM runs WHERE pair=?1 ORDER BY id DESC LIMIT 100)",
-                params![r.pair],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        tx.execute(
+            "DELETE FROM runs WHERE pair=?1 AND id NOT IN (SELECT id FROM runs WHERE pair=?1 ORDER BY id DESC LIMIT 100)",
+            params![r.pair],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "DELETE FROM run_organizers WHERE pair=?1 AND run NOT IN (SELECT id FROM runs WHERE pair=?1)",
+            params![r.pair],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
-    /// The last run of every pair, and the last failed one.
+    /// The last run of every pair, and the last failed one (with their organizers).
     pub fn last_runs(
         &self,
         pair: &str,
     ) -> Result<(Option<RunRecord>, Option<RunRecord>), StateError> {
         let q = |sql: &str| {
-            self.conn
+            let rec = self
+                .conn
                 .query_row(sql, params![pair], |r| {
-                    Ok(RunRecord {
-                        pair: r.get(0)?,
-                        started: r.get(1)?,
-                        finished: r.get(2)?,
-                        ok: r.get(3)?,
-                        summary: r.get(4)?,
-                        error: r.get(5)?,
-                    })
+                    Ok((
+                        r.get::<_, i64>(6)?,
+                        RunRecord {
+                            pair: r.get(0)?,
+                            started: r.get(1)?,
+                            finished: r.get(2)?,
+                            ok: r.get(3)?,
+                            summary: r.get(4)?,
+                            error: r.get(5)?,
+                            organizers: Vec::new(),
+                        },
+                    ))
                 })
                 .optional()
+                .map_err(|e| self.err(e))?;
+            match rec {
+                Some((id, mut rec)) => {
+                    rec.organizers = self.run_organizers(
+                        "SELECT organizer, label, collection, read, summary, error, notes
+                         FROM run_organizers WHERE run=?1 ORDER BY label",
+                        params![id],
+                    )?;
+                    Ok(Some(rec))
+                }
+                None => Ok(None),
+            }
+        };
+        let last = q("SELECT pair, started, finished, ok, summary, error, id FROM runs WHERE pair=?1 ORDER BY id DESC LIMIT 1")?;
+        let failed = q("SELECT pair, started, finished, ok, summary, error, id FROM runs WHERE pair=?1 AND ok=0 ORDER BY id DESC LIMIT 1")?;
+        Ok((last, failed))
+    }
+
+    /// The organizers of the last run that reached any, with that run's start.
+    pub fn last_organizers(
+        &self,
+        pair: &str,
+    ) -> Result<(Vec<RunOrganizer>, Option<i64>), StateError> {
+        let hit: Option<(i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT r.started, o.run FROM run_organizers o JOIN runs r ON r.id = o.run
+                 WHERE o.pair=?1 ORDER BY o.run DESC LIMIT 1",
+                params![pair],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((started, run)) = hit else {
+            return Ok((Vec::new(), None));
+        };
+        let orgs = self.run_organizers(
+            "SELECT organizer, label, collection, read, summary, error, notes
+             FROM run_organizers WHERE run=?1 ORDER BY label",
+            params![run],
+        )?;
+        Ok((orgs, Some(started)))
+    }
+
+    /// The last run that read this organizer's feed (its notes are the
+    /// organizer's current item problems), with that run's start.
+    pub fn last_read(
+        &self,
+        pair: &str,
+        organizer: &str,
+    ) -> Result<Option<(i64, RunOrganizer)>, StateError> {
+        self.last_organizer_run(pair, organizer, "o.read=1")
+    }
+
+    /// The last run in which this organizer failed, with that run's start.
+    pub fn last_organizer_error(
+        &self,
+        pair: &str,
+        organizer: &str,
+    ) -> Result<Option<(i64, RunOrganizer)>, StateError> {
+        self.last_organizer_run(pair, organizer, "o.error IS NOT NULL")
+    }
+
+    fn last_organizer_run(
+        &self,
+        pair: &str,
+        organizer: &str,
+        condition: &str,
+    ) -> Result<Option<(i64, RunOrganizer)>, StateError> {
+        let sql = format!(
+            "SELECT r.started, o.run FROM run_organizers o JOIN runs r ON r.id = o.run
+             WHERE o.pair=?1 AND o.organizer=?2 AND {condition} ORDER BY o.run DESC LIMIT 1"
+        );
+        let hit: Option<(i64, i64)> = self
+            .conn
+            .query_row(&sql, params![pair, organizer], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((started, run)) = hit else {
+            return Ok(None);
+        };
+        let rows = self.run_organizers(
+            "SELECT organizer, label, collection, read, summary, error, notes
+             FROM run_organizers WHERE run=?1 AND organizer=?2",
+            params![run, organizer],
+        )?;
+        Ok(rows.into_iter().next().map(|o| (started, o)))
+    }
+
+    fn run_organizers(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<RunOrganizer>, StateError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                let notes: String = r.get(6)?;
+                Ok(RunOrganizer {
+                    key: r.get(0)?,
+                    label: r.get(1)?,
+                    collection: r.get(2)?,
+                    read: r.get(3)?,
+                    summary: r.get(4)?,
+                    error: r.get(5)?,
+                    notes: serde_json::from_str(&notes).unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The meetings the state knows for one organizer (`collection` is its
+    /// folder in the store).
+    pub fn organizer_counts(
+        &self,
+        pair: &str,
+        organizer: &str,
+        collection: &str,
+    ) -> Result<OrganizerCounts, StateError> {
+        let count = |sql: &str, a: &str, b: &str| -> Result<i64, StateError> {
+            self.conn
+                .query_row(sql, params![a, b], |r| r.get(0))
                 .map_err(|e| self.err(e))
         };
-        let last = q("SELECT pair, started, finished, ok, summary, error FROM runs WHERE pair=?1 ORDER BY id DESC LIMIT 1")?;
-        let failed = q("SELECT pair, started, finished, ok, summary, error FROM runs WHERE pair=?1 AND ok=0 ORDER BY id DESC LIMIT 1")?;
-        Ok((last, failed))
+        Ok(OrganizerCounts {
+            items: count(
+                "SELECT COUNT(*) FROM items WHERE pair=?1 AND organizer=?2",
+                pair,
+                organizer,
+            )?,
+            local: count(
+                "SELECT COUNT(*) FROM local_cache WHERE pair=?1 AND collection=?2 AND uid != ''",
+                pair,
+                collection,
+            )?,
+            linked: count(
+                "SELECT COUNT(*) FROM links WHERE pair=?1 AND organizer=?2 AND tombstone=0
+                 AND (remote_uid IS NOT NULL OR meeting_id IS NOT NULL)",
+                pair,
+                organizer,
+            )?,
+        })
     }
 
     /// The daemon's next run for a pair, and its failures in a row.

@@ -12,7 +12,7 @@ pub mod listener;
 pub mod notify;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,6 +94,9 @@ struct Daemon {
     dirty: BTreeMap<String, std::time::Instant>,
     watcher: Option<notify_crate::RecommendedWatcher>,
     edits: mpsc::UnboundedSender<String>,
+    /// Per (pair, organizer key): the item notes already logged, so that each
+    /// is logged once when it appears, not after every run.
+    logged_notes: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
 /// The pair's next scheduled time after `after`, read in its
@@ -179,6 +182,7 @@ pub async fn run(config_path: &Path) -> i32 {
         dirty: BTreeMap::new(),
         watcher: None,
         edits: edits_tx,
+        logged_notes: BTreeMap::new(),
     };
     d.apply_config(config);
     let signals = Signals::new();
@@ -440,6 +444,7 @@ impl Daemon {
                 tracing::error!(pair = %name, organizer = %o.organizer, error = %o.error.as_deref().unwrap_or(""), "organizer failed");
             }
         }
+        self.log_new_notes(name, &report);
         {
             let mut f = self
                 .shared
@@ -479,6 +484,27 @@ impl Daemon {
         }
         self.persist_schedule();
         self.status_line(Some((name, &report)));
+    }
+
+    /// Log each item problem (item and reason) at warn level when it first
+    /// appears. A run that read an organizer's feed replaces what is known of
+    /// it, so a problem that went away and comes back is logged again; a run
+    /// that did not (304, failure) keeps it.
+    fn log_new_notes(&mut self, name: &str, report: &PairReport) {
+        for o in &report.organizers {
+            let known = self
+                .logged_notes
+                .entry((name.to_string(), o.key.clone()))
+                .or_default();
+            for n in o.notes.iter().filter(|n| !known.contains(*n)) {
+                tracing::warn!(pair = %name, organizer = %o.organizer, "item problem: {n}");
+            }
+            if o.outcome == Outcome::Synced {
+                *known = o.notes.iter().cloned().collect();
+            } else {
+                known.extend(o.notes.iter().cloned());
+            }
+        }
     }
 
     fn persist_schedule(&self) {

@@ -556,3 +556,61 @@ async fn an_edit_saved_during_a_job_is_synced_right_after_it() {
     assert!(reached, "B's edit waited for the schedule: {}", d.stderr());
     assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
 }
+
+/// An item problem (a local event with RDATE, which the platform cannot hold)
+/// is logged once at warn level, naming the item and the reason, although
+/// every run meets it again; `status` names it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_problem_is_logged_once_at_warn_and_shown_by_status() {
+    let env = Env::new(SimOptions::default(), 1, 0).await;
+    let u = env.users[0].clone();
+    env.sim.create_meeting(&u.id, spec("Known", 2));
+    let port = free_port();
+    write_daemon_config(&env, &daemon_section(port, 60), "* * * * * *");
+    env.set_pair_keys("direction = \"two-way\"\n");
+    // the calendar folder exists with the event before the daemon starts
+    let r = env.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    crate::status::write_rdate_event(&collection_of(&env, &u));
+    let mut d = Daemon::start(&env.config_path, env.dir.path(), port);
+    assert!(d.wait_message("READY=1", Duration::from_secs(15)));
+    let runs = |text: &str| {
+        metric(text, "meetsync_jobs_total{pair=\"work\",result=\"ok\"}").unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = d.get("/metrics").await;
+        if runs(&text) >= 4.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}\n{}", d.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = d.stderr();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("RDATE"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    assert!(
+        warned[0].contains("planning.ics")
+            && warned[0].contains("Planning with extra dates")
+            && warned[0].contains("which the platform cannot hold"),
+        "{log}"
+    );
+    // every run met it (the run summaries say so at info level)
+    assert!(log.matches("1 item problem").count() >= 4, "{log}");
+    let out = Command::new(env!("CARGO_BIN_EXE_meetsync"))
+        .args(["status", "--config"])
+        .arg(&env.config_path)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.lines().any(|l| l.trim_start().starts_with("! ")
+            && l.contains("planning.ics")
+            && l.contains("RDATE")),
+        "{s}"
+    );
+    assert_eq!(d.stop(Duration::from_secs(15)), Some(0));
+}

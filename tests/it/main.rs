@@ -7,5 +7,7 @@ mod config_files;
 mod daemon;
 mod hardening;
 mod interop;
+mod packaging;
 mod pull;
+mod status;
 mod twoway;
