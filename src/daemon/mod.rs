@@ -420,6 +420,7 @@ impl Daemon {
             let done = done.clone();
             let mut opts = JobOptions::new(now.timestamp());
             opts.cancel = Some(shutdown.clone());
+            opts.lease = Duration::from_secs(self.config.lease_secs);
             tracing::info!(pair = %name, "sync started");
             jobs.spawn(async move {
                 let report = cycle::sync_pair(&cfg, state, &opts).await;
@@ -566,7 +567,7 @@ fn record_metrics(r: &PairReport) {
             Outcome::Synced => "changed",
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
-            Outcome::Cancelled => continue,
+            Outcome::Cancelled | Outcome::Busy => continue,
         };
         m.inc(
             "meetsync_feed_fetches_total",

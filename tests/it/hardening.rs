@@ -2339,10 +2339,15 @@ async fn files_of_a_pull_run_killed_before_its_commit_are_its_own() {
         .collect();
     std::fs::remove_dir_all(env.state_dir()).unwrap();
     copy_dir(&before, &env.state_dir());
-    meetsync::state::State::open(&env.state_dir())
-        .unwrap()
-        .add_pending("work", &u.id, &writes)
-        .unwrap();
+    {
+        // written by that run under its claim on the organizer
+        let mut st = meetsync::state::State::open(&env.state_dir()).unwrap();
+        let coll_name = coll.file_name().unwrap().to_string_lossy().to_string();
+        st.try_claim("work", &u.id, &coll_name, Duration::from_secs(60))
+            .unwrap();
+        st.add_pending("work", &u.id, &writes).unwrap();
+        st.release_claim("work", &u.id).unwrap();
+    }
     // meanwhile on the platform: back to CRLF (the untouched meetings are
     // byte for byte what the state says was synced), renamed again, and the
     // new one deleted
