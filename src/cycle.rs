@@ -525,11 +525,18 @@ async fn claimed_job(
             }
         }
     }
+    // released when the job ends, also if its future is dropped
+    let guard = ClaimGuard {
+        state: state.clone(),
+        pair: pair.name.clone(),
+        organizer: org.label.clone(),
+        key: org.key.clone(),
+        stop: CancellationToken::new(),
+    };
     // renewed in the background at a third of the lease (every commit renews too)
-    let stop = CancellationToken::new();
     let renewer = {
         let (stop, state, pair_name, key) = (
-            stop.clone(),
+            guard.stop.clone(),
             state.clone(),
             pair.name.clone(),
             org.key.clone(),
@@ -559,13 +566,31 @@ async fn claimed_job(
             }
         })
     };
-    let report = sync_organizer(pair, client, org.clone(), state.clone(), opts, progress).await;
-    stop.cancel();
+    let report = sync_organizer(pair, client, org, state.clone(), opts, progress).await;
+    guard.stop.cancel();
     let _ = renewer.await;
-    if let Err(e) = lock().release_claim(&pair.name, &org.key) {
-        tracing::warn!(pair = %pair.name, organizer = %org.label, error = %e, "cannot release the claim; it expires after lease_secs");
-    }
+    drop(guard);
     report
+}
+
+/// Stops the renewal of a job's claim and releases it.
+struct ClaimGuard {
+    state: Arc<Mutex<State>>,
+    pair: String,
+    organizer: String,
+    key: String,
+    stop: CancellationToken,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = st.release_claim(&self.pair, &self.key) {
+            tracing::warn!(pair = %self.pair, organizer = %self.organizer, error = %e,
+                "cannot release the claim; it expires after lease_secs");
+        }
+    }
 }
 
 async fn sync_organizer(
