@@ -10,6 +10,9 @@ use crate::state::{State, StateError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
+/// sysexits EX_TEMPFAIL: an organizer was skipped because another process
+/// was syncing it (and nothing failed); try again later.
+pub const EXIT_BUSY: i32 = 75;
 /// sysexits EX_CONFIG
 pub const EXIT_CONFIG: i32 = 78;
 
@@ -60,6 +63,7 @@ pub async fn sync_once(
         }
     };
     opts.progress = true;
+    opts.lease = std::time::Duration::from_secs(cfg.lease_secs);
     let mut code = EXIT_OK;
     let mut reports = Vec::new();
     for p in selected {
@@ -70,6 +74,19 @@ pub async fn sync_once(
         } else {
             tracing::error!(pair = %p.name, summary = %r.summary(), "sync failed");
             code = EXIT_FAILED;
+        }
+        for o in r
+            .organizers
+            .iter()
+            .filter(|o| o.outcome == cycle::Outcome::Busy)
+        {
+            eprintln!(
+                "meetsync: {} (not synced by this run; exit code {EXIT_BUSY})",
+                o.error.as_deref().unwrap_or("")
+            );
+            if code == EXIT_OK {
+                code = EXIT_BUSY;
+            }
         }
         reports.push(r);
     }
@@ -192,6 +209,22 @@ pub fn pair_status(state: &State, p: &PairConfig) -> Result<String, StateError> 
             "  last error: {} — {}",
             fmt_time(f.started),
             f.error.as_deref().unwrap_or(&f.summary)
+        );
+    }
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for c in state.claims(&p.name)? {
+        let note = if c.holder.alive() == Some(false) {
+            " (that process is gone: the next run takes over)".to_string()
+        } else if c.expires_ms <= now_ms {
+            " (expired: the next run takes over)".to_string()
+        } else {
+            format!(" (lease until {})", fmt_time(c.expires_ms.div_euclid(1000)))
+        };
+        let _ = writeln!(
+            out,
+            "  being synced: organizer {} by {}{note}",
+            c.organizer,
+            c.holder_text()
         );
     }
     // the organizers of the last run; if it failed before reaching any, those

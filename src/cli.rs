@@ -16,7 +16,8 @@ Start with `meetsync demo`: it runs a local simulator of the platform, syncs int
 folder and shows what happened. Then write a config (see meetsync.toml(5) or \
 config/meetsync.example.toml), \
 check it with `meetsync check-config` and run `meetsync sync --once`.",
-    after_help = "Exit codes: 0 success, 1 a sync job failed, 78 the configuration is invalid."
+    after_help = "Exit codes: 0 success, 1 a sync job failed, 75 an organizer was skipped because another \
+process (the daemon, another `sync --once`) was syncing it, 78 the configuration is invalid."
 )]
 pub struct Cli {
     /// Config file [default: $MEETSYNC_CONFIG, $CONFIGURATION_DIRECTORY/meetsync.toml or ~/.config/meetsync/meetsync.toml]
@@ -48,7 +49,14 @@ pub enum Command {
         after_help = "Examples:\n  meetsync sync --once\n  meetsync sync --once --pair work --dry-run\n\n\
 A 304 from the platform (or an identical feed) ends a job without writing anything. \
 Jobs refuse mass deletions (an empty feed, or more than max_delete_share of the meetings \
-gone); --force-delete lets one run through."
+gone); --force-delete lets one run through.\n\n\
+Each organizer is claimed in the sync state while a job syncs it, so a daemon, cron jobs and \
+manual runs never sync the same organizer at once. An organizer another process is syncing is \
+waited for up to --wait seconds, then skipped with a message naming that process; the exit code \
+is then 75 (if nothing failed). The claim of a process that died is taken over once its lease \
+(lease_secs in the config) runs out, at once if it ran on this machine.\n\n\
+Exit codes: 0 success, 1 a job failed, 75 an organizer was skipped (being synced by another \
+process), 78 the configuration is invalid."
     )]
     Sync(SyncArgs),
     /// Run as a daemon: every pair on its schedule, until SIGTERM
@@ -116,6 +124,9 @@ pub struct SyncArgs {
     /// Let this run delete even when the mass-deletion guard would refuse
     #[arg(long)]
     pub force_delete: bool,
+    /// Wait up to SECS for an organizer another process is syncing, then skip it (exit code 75)
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub wait: u64,
 }
 
 #[derive(clap::Args, Debug)]

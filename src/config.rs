@@ -15,6 +15,9 @@ use secrecy::SecretString;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+/// Default of `lease_secs`.
+pub const DEFAULT_LEASE_SECS: u64 = 60;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +25,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Where the sync state database lives.
     pub state_dir: PathBuf,
+    /// How long a job's claim on an organizer lasts unless renewed: a
+    /// process that died holding one blocks that organizer at most this long.
+    pub lease_secs: u64,
     pub daemon: DaemonSettings,
     pub pairs: Vec<PairConfig>,
 }
@@ -546,6 +552,10 @@ impl<'t> Validator<'t> {
             .string(&mut r, "state_dir")
             .map(|(s, _)| resolve_path(&s, base_dir))
             .unwrap_or_else(default_state_dir);
+        let lease_secs = self
+            .integer(&mut r, "lease_secs", 1, 86_400)
+            .map(|n| n as u64)
+            .unwrap_or(DEFAULT_LEASE_SECS);
         let daemon = match self.table(&mut r, "daemon") {
             Some((t, sp)) => self.daemon(t, sp),
             None => DaemonSettings::default(),
@@ -588,7 +598,7 @@ impl<'t> Validator<'t> {
                 ),
             },
         }
-        self.finish(r, "state_dir, [daemon], [[pair]]");
+        self.finish(r, "state_dir, lease_secs, [daemon], [[pair]]");
         let mut seen = HashSet::new();
         for (p, span) in &pairs {
             if !seen.insert(p.name.clone()) {
@@ -602,6 +612,7 @@ impl<'t> Validator<'t> {
         Config {
             path: path.to_path_buf(),
             state_dir,
+            lease_secs,
             daemon,
             pairs: pairs.into_iter().map(|(p, _)| p).collect(),
         }
@@ -1326,6 +1337,7 @@ path = "cal"
         assert_eq!(p.store.layout, Layout::PerOrganizer);
         assert_eq!(p.sync.past_days, 30);
         assert_eq!(c.state_dir, PathBuf::from("/tmp/state"));
+        assert_eq!(c.lease_secs, DEFAULT_LEASE_SECS);
         assert_eq!(
             p.platform.max_requests_per_second,
             crate::http::DEFAULT_MAX_REQUESTS_PER_SECOND
@@ -1388,6 +1400,16 @@ layout = "sideways"
         assert!(text.contains("unknown layout `sideways`"), "{text}");
         assert!(!text.contains("inline-secret-value"), "{text}");
         assert!(e.problems.len() >= 5, "{text}");
+    }
+
+    #[test]
+    fn lease_secs_is_a_positive_number_of_seconds() {
+        let with = |v: &str| parse_str(&format!("lease_secs = {v}\n{GOOD}"));
+        assert_eq!(with("2").unwrap().lease_secs, 2);
+        for bad in ["0", "-5", "\"60s\"", "1.5", "100000"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("lease_secs"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@ use crate::config::{Direction, Layout, OrganizerSource, PairConfig};
 use crate::http::RetryPolicy;
 use crate::ics::{self, FeedItem, SplitFeed};
 use crate::provider::webmeeting::{Client, FeedFetch, Organizer, FEED_PROPERTIES};
-use crate::state::{Commit, FeedState, ItemState, PendingWrite, RunOrganizer, RunRecord, State};
+use crate::state::{
+    Claim, Commit, FeedState, ItemState, PendingWrite, RunOrganizer, RunRecord, State, StateError,
+};
 use crate::store::vdir::Vdir;
 use crate::twoway;
 
@@ -40,6 +42,11 @@ pub struct JobOptions {
     /// Set when the daemon shuts down: organizers not yet started are skipped,
     /// the ones in flight finish and commit.
     pub cancel: Option<CancellationToken>,
+    /// How long a claim on an organizer lasts unless renewed (`lease_secs`).
+    pub lease: Duration,
+    /// How long to wait for an organizer another process is syncing before
+    /// skipping it (`sync --once --wait`; the daemon does not wait).
+    pub claim_wait: Duration,
 }
 
 impl JobOptions {
@@ -52,6 +59,8 @@ impl JobOptions {
             progress: false,
             retry: None,
             cancel: None,
+            lease: Duration::from_secs(crate::config::DEFAULT_LEASE_SECS),
+            claim_wait: Duration::ZERO,
         }
     }
 }
@@ -69,6 +78,9 @@ pub enum Outcome {
     Failed,
     /// Not started because the daemon is shutting down; the next run does it.
     Cancelled,
+    /// Not started because another process is syncing this organizer (its
+    /// claim is in `error`); not a failure.
+    Busy,
 }
 
 /// What happened to one organizer's feed.
@@ -152,6 +164,14 @@ impl PairReport {
                 .all(|o| !matches!(o.outcome, Outcome::Failed | Outcome::Refused))
     }
 
+    /// Organizers skipped because another process was syncing them.
+    pub fn busy(&self) -> usize {
+        self.organizers
+            .iter()
+            .filter(|o| o.outcome == Outcome::Busy)
+            .count()
+    }
+
     pub fn totals(&self) -> (usize, usize, usize) {
         self.organizers.iter().fold((0, 0, 0), |(a, c, d), o| {
             (a + o.added, c + o.changed, d + o.deleted)
@@ -187,6 +207,10 @@ impl PairReport {
                 ", {conflicts} conflict{}",
                 if conflicts == 1 { "" } else { "s" }
             );
+        }
+        let busy = count(Outcome::Busy);
+        if busy > 0 {
+            let _ = write!(s, ", {busy} skipped (synced by another process)");
         }
         let nm = count(Outcome::NotModified);
         let un = count(Outcome::Unchanged);
@@ -256,6 +280,7 @@ impl PairReport {
                 Outcome::Refused => format!("REFUSED: {}", o.error.as_deref().unwrap_or("")),
                 Outcome::Failed => format!("FAILED: {}", o.error.as_deref().unwrap_or("")),
                 Outcome::Cancelled => "not started (shutting down)".to_string(),
+                Outcome::Busy => format!("skipped: {}", o.error.as_deref().unwrap_or("")),
             };
             if o.collection == o.organizer {
                 let _ = writeln!(out, "  {}/: {what}", o.organizer);
@@ -327,7 +352,10 @@ pub async fn sync_pair(
         Err(e) => report.error = Some(e),
     }
     report.seconds = started.elapsed().as_secs_f64();
-    if !opts.dry_run {
+    // a run that did nothing because other processes held every organizer
+    // leaves the history to them
+    let all_busy = !report.organizers.is_empty() && report.busy() == report.organizers.len();
+    if !opts.dry_run && !all_busy {
         let rec = RunRecord {
             pair: pair.name.clone(),
             started: opts.now,
@@ -372,6 +400,7 @@ fn run_organizer(o: &OrganizerReport) -> RunOrganizer {
         Outcome::Refused => "REFUSED".to_string(),
         Outcome::Failed => "FAILED".to_string(),
         Outcome::Cancelled => "not started (shutting down)".to_string(),
+        Outcome::Busy => "skipped (synced by another process)".to_string(),
     };
     RunOrganizer {
         key: o.key.clone(),
@@ -464,7 +493,7 @@ async fn run_pair(
                 r.outcome = Outcome::Cancelled;
                 r
             } else {
-                sync_organizer(&pair, &client, org, state, &opts, progress).await
+                claimed_job(&pair, &client, org, state, &opts, progress).await
             };
             r.key = key;
             r
@@ -481,6 +510,126 @@ fn collection_for(pair: &PairConfig, org: &Organizer) -> String {
     match pair.store.layout {
         Layout::Merged => pair.store.collection.clone(),
         Layout::PerOrganizer => ics::file_stem_for_uid(&org.label.to_lowercase()),
+    }
+}
+
+/// Run one organizer's job under its claim: claimed before anything is read
+/// (waiting up to `claim_wait` for another process's job), renewed while the
+/// job runs, released at the end. Dry runs write nothing and claim nothing.
+async fn claimed_job(
+    pair: &PairConfig,
+    client: &Client,
+    org: Organizer,
+    state: Arc<Mutex<State>>,
+    opts: &JobOptions,
+    progress: Arc<Progress>,
+) -> OrganizerReport {
+    if opts.dry_run {
+        return sync_organizer(pair, client, org, state, opts, progress).await;
+    }
+    let collection = collection_for(pair, &org);
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let deadline = std::time::Instant::now() + opts.claim_wait;
+    loop {
+        let claim = lock().try_claim(&pair.name, &org.key, &collection, opts.lease);
+        let mut report = OrganizerReport::new(&org.label, &collection);
+        match claim {
+            Ok(Claim::Taken { took_over, .. }) => {
+                if let Some(c) = took_over {
+                    tracing::warn!(pair = %pair.name, organizer = %org.label,
+                        "taking over the claim of {} (it ended without releasing it, or stalled past lease_secs)", c.holder_text());
+                }
+                break;
+            }
+            Ok(Claim::Busy(c)) => {
+                let now = std::time::Instant::now();
+                let cancelled = opts.cancel.as_ref().is_some_and(|c| c.is_cancelled());
+                if now >= deadline || cancelled {
+                    let msg = format!(
+                        "pair {}, organizer {} is being synced by {}",
+                        pair.name,
+                        org.label,
+                        c.holder_text()
+                    );
+                    tracing::info!(pair = %pair.name, organizer = %org.label, "skipped: {msg}");
+                    report.outcome = Outcome::Busy;
+                    report.error = Some(msg);
+                    return report;
+                }
+                tokio::time::sleep((deadline - now).min(Duration::from_millis(200))).await;
+            }
+            Err(e) => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(format!("cannot claim the organizer: {e}"));
+                return report;
+            }
+        }
+    }
+    // released when the job ends, also if its future is dropped
+    let guard = ClaimGuard {
+        state: state.clone(),
+        pair: pair.name.clone(),
+        organizer: org.label.clone(),
+        key: org.key.clone(),
+        stop: CancellationToken::new(),
+    };
+    // renewed in the background at a third of the lease (every commit renews too)
+    let renewer = {
+        let (stop, state, pair_name, key) = (
+            guard.stop.clone(),
+            state.clone(),
+            pair.name.clone(),
+            org.key.clone(),
+        );
+        let every = (opts.lease / 3).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let r = {
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    st.renew_claim(&pair_name, &key)
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(e @ StateError::ClaimLost { .. }) => {
+                        // every later write of the job is refused by the fence
+                        tracing::warn!(pair = %pair_name, "{e}");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(pair = %pair_name, error = %e, "claim renewal failed; retried")
+                    }
+                }
+            }
+        })
+    };
+    let report = sync_organizer(pair, client, org, state.clone(), opts, progress).await;
+    guard.stop.cancel();
+    let _ = renewer.await;
+    drop(guard);
+    report
+}
+
+/// Stops the renewal of a job's claim and releases it.
+struct ClaimGuard {
+    state: Arc<Mutex<State>>,
+    pair: String,
+    organizer: String,
+    key: String,
+    stop: CancellationToken,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = st.release_claim(&self.pair, &self.key) {
+            tracing::warn!(pair = %self.pair, organizer = %self.organizer, error = %e,
+                "cannot release the claim; it expires after lease_secs");
+        }
     }
 }
 
@@ -1131,6 +1280,12 @@ fn apply_feed(
                 ));
             }
         }
+    }
+    // files are moved only while the claim holds (a stalled job lost it)
+    if let Err(e) = lock().renew_claim(&pair.name, org_key) {
+        report.outcome = Outcome::Failed;
+        report.error = Some(e.to_string());
+        return report;
     }
     if !writes.is_empty() {
         // recorded before the renames: a run killed after them knows its files

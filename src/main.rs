@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> i32 {
             let mut opts = JobOptions::new(app::now_unix());
             opts.dry_run = args.dry_run;
             opts.force_delete = args.force_delete;
+            opts.claim_wait = std::time::Duration::from_secs(args.wait);
             app::sync_once(&cfg, args.pair.as_deref(), opts).await.0
         }
         Command::Status => match app::load_config(&config_path) {

@@ -10,10 +10,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::model::Fields;
 use crate::reconcile::{Base, Intent};
+
+mod lease;
+pub use lease::{Claim, ClaimInfo, Holder};
 
 /// A local file as last read: if its (mtime, size, inode) are the same, its
 /// UID, hash and fields are too, and the file need not be read again.
@@ -39,6 +42,18 @@ pub enum StateError {
     Dir {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// A write for an organizer this `State` holds no claim on (a bug).
+    #[error(
+        "pair {pair}, organizer {organizer}: this job holds no claim on it; nothing was written"
+    )]
+    NotClaimed { pair: String, organizer: String },
+    /// The job's claim was taken over (it stalled past its lease): fenced.
+    #[error("pair {pair}, organizer {organizer}: this job lost its claim ({now}); it stops before writing anything more")]
+    ClaimLost {
+        pair: String,
+        organizer: String,
+        now: String,
     },
 }
 
@@ -112,6 +127,9 @@ pub struct OrganizerCounts {
 pub struct State {
     conn: Connection,
     path: PathBuf,
+    /// Claims this `State` holds, by (pair, organizer): every write of a job
+    /// is fenced by its claim's generation.
+    held: HashMap<(String, String), lease::Held>,
 }
 
 const SCHEMA: &str = "
@@ -167,6 +185,12 @@ CREATE TABLE IF NOT EXISTS pending_links (
     file_ino INTEGER NOT NULL, fresh INTEGER NOT NULL, temp_name TEXT NOT NULL, remote_uid TEXT, meeting_id TEXT, file TEXT NOT NULL, fields TEXT NOT NULL,
     local_hash BLOB NOT NULL, remote_hash BLOB NOT NULL, last_end INTEGER,
     PRIMARY KEY (pair, organizer, local_uid, file_hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    pair TEXT NOT NULL, organizer TEXT NOT NULL,
+    pid INTEGER NOT NULL, host TEXT NOT NULL, started INTEGER NOT NULL, instance TEXT NOT NULL,
+    since INTEGER NOT NULL, expires_ms INTEGER NOT NULL, generation INTEGER NOT NULL,
+    PRIMARY KEY (pair, organizer)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schedule (
     pair TEXT PRIMARY KEY, next_run INTEGER NOT NULL, failures INTEGER NOT NULL
@@ -249,7 +273,11 @@ impl State {
             path: path.clone(),
             source,
         })?;
-        let s = State { conn, path };
+        let s = State {
+            conn,
+            path,
+            held: HashMap::new(),
+        };
         s.conn
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| s.err(e))?;
@@ -351,7 +379,7 @@ impl State {
     /// Apply one job's changes atomically.
     pub fn commit(&mut self, pair: &str, organizer: &str, c: &Commit) -> Result<(), StateError> {
         let err = db_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = write_tx(&mut self.conn, &self.held, &self.path, pair, organizer)?;
         {
             let mut up = tx
                 .prepare_cached(
@@ -406,7 +434,7 @@ impl State {
         writes: &[PendingWrite],
     ) -> Result<(), StateError> {
         let err = db_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = write_tx(&mut self.conn, &self.held, &self.path, pair, organizer)?;
         {
             let mut up = tx
                 .prepare_cached(
@@ -733,19 +761,20 @@ impl State {
 
     /// Record a create before it is sent (committed at once, durably).
     pub fn add_intent(
-        &self,
+        &mut self,
         pair: &str,
         organizer: &str,
         i: &Intent,
         now: i64,
     ) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO intents (pair, organizer, local_uid, summary, start, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![pair, organizer, i.local_uid, i.summary, i.start, now],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        let err = db_err(&self.path);
+        let tx = write_tx(&mut self.conn, &self.held, &self.path, pair, organizer)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO intents (pair, organizer, local_uid, summary, start, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![pair, organizer, i.local_uid, i.summary, i.start, now],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     /// Apply link changes (and settle intents) in one transaction.
@@ -763,7 +792,7 @@ impl State {
             pending_done,
         } = *c;
         let err = db_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = write_tx(&mut self.conn, &self.held, &self.path, pair, organizer)?;
         {
             let mut up = tx
                 .prepare_cached(
@@ -852,7 +881,7 @@ impl State {
         links: &[PendingLink],
     ) -> Result<(), StateError> {
         let err = db_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = write_tx(&mut self.conn, &self.held, &self.path, pair, organizer)?;
         {
             let mut ins = tx
                 .prepare_cached(
@@ -965,7 +994,15 @@ impl State {
         rows: &[CachedFile],
     ) -> Result<(), StateError> {
         let err = db_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
+        // the cache of an organizer's folder is written under its claim
+        let organizer = self
+            .held_for_collection(pair, collection)
+            .map(|(o, _)| o.to_string())
+            .ok_or_else(|| StateError::NotClaimed {
+                pair: pair.to_string(),
+                organizer: format!("of the folder {collection}"),
+            })?;
+        let tx = write_tx(&mut self.conn, &self.held, &self.path, pair, &organizer)?;
         tx.execute(
             "DELETE FROM local_cache WHERE pair=?1 AND collection=?2",
             params![pair, collection],
@@ -1001,6 +1038,23 @@ impl State {
     }
 }
 
+/// A write transaction of a job for one organizer: taken at once (no
+/// upgrade from a read snapshot) and fenced by the job's claim.
+fn write_tx<'c>(
+    conn: &'c mut Connection,
+    held: &HashMap<(String, String), lease::Held>,
+    path: &Path,
+    pair: &str,
+    organizer: &str,
+) -> Result<rusqlite::Transaction<'c>, StateError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err(path))?;
+    let h = held.get(&(pair.to_string(), organizer.to_string()));
+    lease::fence(&tx, h, pair, organizer, path)?;
+    Ok(tx)
+}
+
 /// Record what is known about one organizer's feed, inside a job's transaction.
 fn upsert_feed(
     tx: &rusqlite::Transaction<'_>,
@@ -1022,10 +1076,23 @@ fn upsert_feed(
 mod tests {
     use super::*;
 
+    fn claim(s: &mut State, organizer: &str) {
+        let c = s
+            .try_claim(
+                "p",
+                organizer,
+                organizer,
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap();
+        assert!(matches!(c, Claim::Taken { .. }), "{c:?}");
+    }
+
     #[test]
     fn commit_roundtrip_and_wal() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();
+        claim(&mut s, "o");
         let mode: String = s
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -1080,6 +1147,8 @@ mod tests {
     fn pending_writes_last_until_a_commit_settles_them() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();
+        claim(&mut s, "o");
+        claim(&mut s, "other");
         let w = |uid: &str| PendingWrite {
             uid: uid.into(),
             collection: "c".into(),

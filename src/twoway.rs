@@ -717,6 +717,10 @@ pub async fn sync_organizer(
             })
         })
         .collect();
+    // files are moved only while the claim holds (a stalled job lost it)
+    if let Err(e) = lock().renew_claim(&pair.name, &org.key) {
+        return fail(report, e.to_string());
+    }
     if !pending.is_empty() {
         if let Err(e) = lock().add_pending_links(&pair.name, &org.key, &pending) {
             return fail(report, format!("{e}; nothing was committed"));
@@ -773,6 +777,10 @@ pub async fn sync_organizer(
     // --- push: one request at a time, each committed on its own ---
     let mut pushed = Vec::new();
     for idx in remote_steps {
+        // each request is sent only while the claim holds
+        if let Err(e) = lock().renew_claim(&pair.name, &org.key) {
+            return fail(report, e.to_string());
+        }
         let s = &plan.steps[idx];
         let luid = s.local_uid.clone().unwrap_or_default();
         let old = bases_by_uid.get(luid.as_str()).copied();

@@ -422,6 +422,7 @@ impl Daemon {
             let done = done.clone();
             let mut opts = JobOptions::new(now.timestamp());
             opts.cancel = Some(shutdown.clone());
+            opts.lease = Duration::from_secs(self.config.lease_secs);
             tracing::info!(pair = %name, "sync started");
             jobs.spawn(async move {
                 let report = cycle::sync_pair(&cfg, state, &opts).await;
@@ -577,7 +578,7 @@ fn record_metrics(r: &PairReport) {
             Outcome::Synced => "changed",
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
-            Outcome::Cancelled => continue,
+            Outcome::Cancelled | Outcome::Busy => continue,
         };
         m.feed_fetches
             .get_or_create(&metrics::result(pair, result))

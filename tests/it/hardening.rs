@@ -1397,6 +1397,11 @@ struct CrashTally {
     killed_with_temp_files: usize,
     killed_after_post_before_commit: usize,
     killed_after_commit: usize,
+    /// Concurrent rounds: the run next to the killed one ran, skipped an
+    /// organizer (exit 75), took over the killed run's claim.
+    other_ran: usize,
+    other_skipped: usize,
+    other_took_over: usize,
 }
 
 impl Crash {
@@ -1910,11 +1915,25 @@ impl Crash {
 /// `tests/crash/run` is the long version against a standalone simulator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_syncs_never_duplicate_or_corrupt_and_then_converge() {
+    killed_syncs(false, 20).await;
+}
+
+/// The same with two `sync --once` started together each round (as a cron
+/// job next to the daemon): one is killed, the other runs to its end and
+/// either syncs (taking over the dead one's claim) or skips an organizer the
+/// other still holds, naming it, with exit code 75. No meeting is created
+/// twice. `tests/crash/run --concurrent` is the long version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_syncs_at_once_with_one_killed_never_duplicate() {
+    killed_syncs(true, 20).await;
+}
+
+async fn killed_syncs(concurrent: bool, default_runs: usize) {
     use rand::Rng;
     let runs: usize = std::env::var("MEETSYNC_CRASH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(default_runs);
     let seed: u64 = std::env::var("MEETSYNC_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1947,6 +1966,23 @@ async fn killed_syncs_never_duplicate_or_corrupt_and_then_converge() {
             .stderr(err)
             .spawn()
             .unwrap();
+        let other_log = c.env.dir.path().join(format!("other-{run}.log"));
+        let mut other = concurrent.then(|| {
+            let wait = if run % 2 == 0 { "0" } else { "3" };
+            bin()
+                .args(["sync", "--once", "--wait", wait, "--config"])
+                .arg(&c.env.config_path)
+                .env("RUST_LOG", "meetsync=info")
+                .stdout(Stdio::from(std::fs::File::create(&other_log).unwrap()))
+                .stderr(Stdio::from(
+                    std::fs::File::options()
+                        .append(true)
+                        .open(&other_log)
+                        .unwrap(),
+                ))
+                .spawn()
+                .unwrap()
+        });
         // two runs in three: a random delay; every third: the moment a file
         // of one pair (in turn) is moved into place, inside the window
         // between the renames and the state commit that a random delay
@@ -1974,6 +2010,37 @@ async fn killed_syncs_never_duplicate_or_corrupt_and_then_converge() {
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
         let _ = child.wait();
+        if let Some(o) = other.as_mut() {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let code = loop {
+                if let Some(st) = o.try_wait().unwrap() {
+                    break st.code().unwrap_or(-1);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the run next to the killed one hangs"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let out = std::fs::read_to_string(&other_log).unwrap_or_default();
+            match code {
+                0 => tally.other_ran += 1,
+                75 => {
+                    tally.other_skipped += 1;
+                    assert!(
+                        out.contains(&format!(
+                            "is being synced by process {} on host",
+                            child.id()
+                        )),
+                        "run {run}: exit 75 without naming the other process:\n{out}"
+                    );
+                }
+                _ => panic!("run {run}: the run next to the killed one exited {code}:\n{out}"),
+            }
+            if out.contains(&format!("taking over the claim of process {}", child.id())) {
+                tally.other_took_over += 1;
+            }
+        }
         tally.runs += 1;
         if std::env::var_os("MEETSYNC_CRASH_LOGS").is_some() {
             eprintln!("== after run {run} (killed after {delay} ms, finished: {finished})");
@@ -2339,10 +2406,15 @@ async fn files_of_a_pull_run_killed_before_its_commit_are_its_own() {
         .collect();
     std::fs::remove_dir_all(env.state_dir()).unwrap();
     copy_dir(&before, &env.state_dir());
-    meetsync::state::State::open(&env.state_dir())
-        .unwrap()
-        .add_pending("work", &u.id, &writes)
-        .unwrap();
+    {
+        // written by that run under its claim on the organizer
+        let mut st = meetsync::state::State::open(&env.state_dir()).unwrap();
+        let coll_name = coll.file_name().unwrap().to_string_lossy().to_string();
+        st.try_claim("work", &u.id, &coll_name, Duration::from_secs(60))
+            .unwrap();
+        st.add_pending("work", &u.id, &writes).unwrap();
+        st.release_claim("work", &u.id).unwrap();
+    }
     // meanwhile on the platform: back to CRLF (the untouched meetings are
     // byte for byte what the state says was synced), renamed again, and the
     // new one deleted
