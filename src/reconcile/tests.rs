@@ -589,8 +589,10 @@ proptest! {
         let mut remote_changed: BTreeMap<String, BTreeMap<Field, Fields>> = BTreeMap::new();
         for e in &edits {
             match e {
-                Edit::AddLocal(v) => { w.calendar.insert(format!("local-{v}@khal"), fields(&format!("new local {v}"), 1_800_000_000)); }
-                Edit::AddRemote(v) => { w.platform.insert(format!("{:024x}", 0xf00 + *v as u32), fields(&format!("new remote {v}"), 1_800_000_000)); }
+                // adding a UID that exists already adds nothing (it would replace an edit made
+                // earlier in this list, which is not an edit the sync could lose)
+                Edit::AddLocal(v) => { w.calendar.entry(format!("local-{v}@khal")).or_insert_with(|| fields(&format!("new local {v}"), 1_800_000_000)); }
+                Edit::AddRemote(v) => { w.platform.entry(format!("{:024x}", 0xf00 + *v as u32)).or_insert_with(|| fields(&format!("new remote {v}"), 1_800_000_000)); }
                 Edit::ChangeLocal(i, f, v) => {
                     let keys: Vec<String> = w.calendar.keys().cloned().collect();
                     if let Some(k) = keys.get(i % keys.len().max(1)) {
