@@ -1,9 +1,11 @@
 //! meetsync: keeps web meeting platforms and a local calendar store in step.
 //!
-//! Layers, from the bottom: `ics` (feed splitting, byte-exact) and `config`;
-//! `store` (vdir), `state` (SQLite), `http` + `provider` (platform clients);
-//! `cycle` (one sync job); `app`/`demo` (commands). `sim` is the platform
-//! simulator used by tests, benchmarks and the demo; the sync code never uses it.
+//! Layers, from the bottom: `model`; `ics` (byte-exact scanner and property
+//! editor), `reconcile` (the pure planner) and `config`; `store` (vdir),
+//! `state` (SQLite, claims), `http` + `provider` (platform clients); `cycle`
+//! and `twoway` (one sync job); `daemon`, `app`/`demo` (commands). `sim` is the
+//! platform simulator used by tests, benchmarks and the demo; the sync code
+//! never uses it. `ARCHITECTURE.md` is the map.
 pub mod app;
 pub mod cli;
 pub mod config;
