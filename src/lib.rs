@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod reconcile;
+pub mod report;
 pub mod sim;
 pub mod state;
 pub mod store;

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::config::PairConfig;
-use crate::cycle::{shorten, JobOptions, OrganizerReport, Outcome};
 use crate::ics::{self, props};
 use crate::model::Field;
 use crate::provider::meeting_body;
 use crate::provider::webmeeting::{Client, Organizer, ProviderError, FEED_PROPERTIES};
 use crate::reconcile::{self, Base, BaseOp, Local, LocalOp, Plan, Policy, Remote, RemoteOp};
+use crate::report::{shorten, JobOptions, OrganizerReport, Outcome};
 use crate::state::{CachedFile, FeedState, LinkCommit, PendingLink, State};
 use crate::store::vdir::Vdir;
 
