@@ -188,7 +188,7 @@ pub fn pair_status(state: &State, p: &PairConfig) -> Result<String, StateError> 
             let _ = writeln!(out, "  next run: {}{backoff}", fmt_time(next));
         }
         None => {
-            if let Some(next) = crate::daemon::next_by_schedule(p, chrono::Utc::now()) {
+            if let Some(next) = config::next_by_schedule(p, chrono::Utc::now()) {
                 let when = match p.schedule_timezone {
                     Some(tz) => next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
                     None => next

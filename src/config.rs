@@ -1119,6 +1119,28 @@ impl<'t> Validator<'t> {
     }
 }
 
+/// The pair's next scheduled time after `after`, read in its
+/// `schedule_timezone` (else the system zone); None for an unusable schedule.
+pub fn next_by_schedule(
+    cfg: &PairConfig,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::SubsecRound;
+    // croner keeps sub-second parts; schedules are on whole seconds
+    let after = after.trunc_subsecs(0);
+    let cron = parse_schedule(&cfg.schedule).ok()?;
+    match &cfg.schedule_timezone {
+        Some(tz) => cron
+            .find_next_occurrence(&after.with_timezone(tz), false)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .ok(),
+        None => cron
+            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .ok(),
+    }
+}
+
 /// Parse a cron schedule as the daemon will.
 pub fn parse_schedule(s: &str) -> Result<croner::Cron, String> {
     use std::str::FromStr;

@@ -99,28 +99,9 @@ struct Daemon {
     logged_notes: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
-/// The pair's next scheduled time after `after`, read in its
-/// `schedule_timezone` (else the system zone); None for an unusable schedule.
-pub fn next_by_schedule(cfg: &PairConfig, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    use chrono::SubsecRound;
-    // croner keeps sub-second parts; schedules are on whole seconds
-    let after = after.trunc_subsecs(0);
-    let cron = config::parse_schedule(&cfg.schedule).ok()?;
-    match &cfg.schedule_timezone {
-        Some(tz) => cron
-            .find_next_occurrence(&after.with_timezone(tz), false)
-            .map(|d| d.with_timezone(&Utc))
-            .ok(),
-        None => cron
-            .find_next_occurrence(&after.with_timezone(&chrono::Local), false)
-            .map(|d| d.with_timezone(&Utc))
-            .ok(),
-    }
-}
-
 fn schedule_next(cfg: &PairConfig, after: DateTime<Utc>, jitter_secs: u64) -> DateTime<Utc> {
     let next = match config::parse_schedule(&cfg.schedule) {
-        Ok(_) => next_by_schedule(cfg, after).unwrap_or(after + chrono::Duration::hours(1)),
+        Ok(_) => config::next_by_schedule(cfg, after).unwrap_or(after + chrono::Duration::hours(1)),
         Err(_) => after + chrono::Duration::minutes(15),
     };
     let jitter = if jitter_secs > 0 {
