@@ -64,9 +64,12 @@ fn parse_remote(
             items: 0,
         },
     };
+    // a UID is broken when it was skipped whole; a replaced duplicate
+    // override leaves the item itself usable
+    let synced: HashSet<&str> = split.items().iter().map(|i| i.uid.as_str()).collect();
     for s in split.skipped() {
         report.note_skipped(s);
-        if let Some(u) = &s.uid {
+        if let Some(u) = s.uid.as_ref().filter(|u| !synced.contains(u.as_str())) {
             side.broken.insert(u.clone());
         }
     }

@@ -37,11 +37,15 @@
 //!   component of it is listed in `skipped`), so a broken master never turns into a file of
 //!   overrides only; a sync should leave the existing file of a skipped UID alone.
 //! * **Grouping.** VEVENTs group by UID (exact, case-sensitive, unfolded value). Two masters
-//!   with different bytes: the UID is skipped (reason "duplicate UID with different content");
+//!   with different bytes and the same revision: the UID is skipped (reason "duplicate UID
+//!   with different content");
 //!   byte-identical duplicates are merged silently. Two overrides with the same RECURRENCE-ID
 //!   (compared as instants when they parse, else as text): the later one is kept and the
 //!   earlier one is reported in `skipped` *while the item is still synced* (so a UID can be in
-//!   both lists); identical duplicates merge silently. Overrides without a master form an item
+//!   both lists); identical duplicates merge silently. Revisions (several masters, or several
+//!   overrides of one RECURRENCE-ID) are ordered as iTIP orders them: SEQUENCE, then
+//!   LAST-MODIFIED, then DTSTAMP; the newest is used without a report, and only a tie between
+//!   different masters skips the UID. Overrides without a master form an item
 //!   of their own.
 //! * **Span.** See [`Span`]. `first_start` is the earliest DTSTART over the master *and* the
 //!   overrides (an override may move an instance before the master's start; it equals the
@@ -465,13 +469,16 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
                 if same(&events[old], ev) {
                     continue;
                 }
-                // the newer revision wins (iTIP order); on a tie, the later one
-                if revision(b, &events[old]) > revision(b, ev) {
-                    g.replaced.push((ei, old));
+                // the newer revision wins (iTIP order), silently: an older
+                // revision is not a problem; on a tie the later one, reported
+                let (old_rev, new_rev) = (revision(b, &events[old]), revision(b, ev));
+                if old_rev > new_rev {
                     continue;
                 }
                 g.overrides[pos] = None;
-                g.replaced.push((old, ei));
+                if old_rev == new_rev {
+                    g.replaced.push((old, ei));
+                }
                 g.overrides.push(Some(ei));
                 *e.get_mut() = g.overrides.len() - 1;
             }
@@ -579,7 +586,7 @@ fn build(body: Vec<u8>, scan: Scan) -> SplitFeed {
                 uid: Some(g.uid.clone()),
                 index: events[old].index,
                 reason: format!(
-                    "duplicate RECURRENCE-ID: component #{} is used instead (newer revision, or later)",
+                    "duplicate RECURRENCE-ID: the later component #{} is used",
                     events[new].index
                 ),
             });

@@ -386,11 +386,9 @@ fn revisions_of_one_uid_give_the_newest() {
     let out = f.render(item(&f, "r"));
     assert!(contains(&out, b"SUMMARY:newer"));
     assert!(!contains(&out, b"SUMMARY:older"));
-    assert_eq!(f.skipped().len(), 1);
-    assert_eq!(
-        f.skipped()[0].index,
-        2,
-        "the older override is the one reported"
+    assert!(
+        f.skipped().is_empty(),
+        "an older revision is no problem: {f:?}"
     );
 }
 

@@ -748,3 +748,70 @@ async fn a_pending_link_waits_while_its_file_cannot_be_read() {
     assert_eq!(env.sim.meeting(&ids[0]).unwrap().topic, "A edited again");
     assert_eq!(summary_of(&path), "A edited again");
 }
+
+#[tokio::test]
+async fn a_feed_with_revisions_and_duplicate_overrides_keeps_syncing_its_event() {
+    // a weekly series exported with two revisions of its master, two of one
+    // override (SEQUENCE) and a true duplicate of another override (a tie)
+    let feed = |title: &str| {
+        let master = |seq: u32, summary: &str| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:series-1\r\nSEQUENCE:{seq}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20270105T100000Z\r\nDTEND:20270105T110000Z\r\nRRULE:FREQ=WEEKLY;COUNT=8\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\n"
+            )
+        };
+        let ovr = |rid: &str, seq: u32, summary: &str| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:series-1\r\nSEQUENCE:{seq}\r\nRECURRENCE-ID:{rid}\r\nDTSTART:{rid}\r\nDTEND:20270301T000000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\n"
+            )
+        };
+        feed_of(&[
+            master(1, "Old title"),
+            ovr("20270112T100000Z", 2, "moved, newer"),
+            master(2, title),
+            ovr("20270112T100000Z", 1, "moved, older"),
+            ovr("20270119T100000Z", 0, "tie one"),
+            ovr("20270119T100000Z", 0, "tie two"),
+            event("other-1", "Other"),
+        ])
+    };
+    let sf = StaticFeed::new(&feed("Series")).await;
+    let text = std::fs::read_to_string(&sf.config_path).unwrap();
+    std::fs::write(
+        &sf.config_path,
+        text.replacen(
+            "name = \"static\"\n",
+            "name = \"static\"\ndirection = \"two-way\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let r = sf.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    let path = sf.collection().join("series-1.ics");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("SUMMARY:Series"), "the newest master: {text}");
+    assert!(
+        text.contains("moved, newer") && !text.contains("moved, older"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tie two") && !text.contains("tie one"),
+        "{text}"
+    );
+    // the platform renames the series: the change arrives although the feed
+    // still holds the duplicate override (reported, not a reason to wait)
+    sf.set(
+        200,
+        "text/calendar; charset=utf-8",
+        &feed("Series, renamed"),
+    );
+    let r = sf.sync().await;
+    assert!(r.ok(), "{}", r.render());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("SUMMARY:Series, renamed"), "{text}");
+    assert!(
+        r.render().contains("duplicate RECURRENCE-ID"),
+        "{}",
+        r.render()
+    );
+}
