@@ -83,13 +83,6 @@ fn assert_additions_kept(path: &Path, ctx: &str) {
     );
 }
 
-fn summary_of(path: &Path) -> String {
-    props::read_event(&std::fs::read(path).unwrap())
-        .unwrap()
-        .fields
-        .summary
-}
-
 fn start_of(path: &Path) -> i64 {
     props::read_event(&std::fs::read(path).unwrap())
         .unwrap()
@@ -97,10 +90,6 @@ fn start_of(path: &Path) -> i64 {
         .start
         .unwrap()
         .unix()
-}
-
-fn file_of(env: &Env, u: &UserInfo, id: &str) -> PathBuf {
-    collection_of(env, u).join(format!("{}.ics", meetsync::ics::file_stem_for_uid(id)))
 }
 
 /// A pair (two-way when `pair_keys` says so) with three synced meetings, Ann invited to each.
@@ -126,14 +115,6 @@ fn move_meeting(env: &Env, id: &str, topic: &str) {
         m.start += chrono::Duration::hours(2);
         m.end += chrono::Duration::hours(2);
     });
-}
-
-fn quiet(r: &meetsync::cycle::PairReport) -> bool {
-    r.ok()
-        && r.totals() == (0, 0, 0)
-        && r.organizers
-            .iter()
-            .all(|o| o.pushed == (0, 0, 0) && o.conflicts == 0)
 }
 
 #[tokio::test]
@@ -302,20 +283,6 @@ async fn additions_survive_each_conflict_policy() {
     }
 }
 
-/// Refuse (or accept again) storing feed validators: a job's link/item
-/// commit shares that transaction, so the job stops right after moving its
-/// files into place — where a SIGKILL at that moment would leave it.
-fn refuse_commits(env: &Env, refuse: bool) {
-    let c = rusqlite::Connection::open(env.state_dir().join("state.sqlite3")).unwrap();
-    let sql = if refuse {
-        "CREATE TRIGGER refuse_ins BEFORE INSERT ON feeds BEGIN SELECT RAISE(ABORT, 'injected'); END;
-         CREATE TRIGGER refuse_upd BEFORE UPDATE ON feeds BEGIN SELECT RAISE(ABORT, 'injected'); END;"
-    } else {
-        "DROP TRIGGER refuse_ins; DROP TRIGGER refuse_upd;"
-    };
-    c.execute_batch(sql).unwrap();
-}
-
 #[tokio::test]
 async fn additions_survive_a_job_that_died_between_writing_and_committing() {
     for keys in ["direction = \"two-way\"\n", ""] {
@@ -326,12 +293,12 @@ async fn additions_survive_a_job_that_died_between_writing_and_committing() {
         assert!(r.ok(), "{keys}: {}", r.render());
 
         move_meeting(&env, &ids[0], "Moved before the crash");
-        refuse_commits(&env, true);
+        refuse_link_commits(&env, true);
         let r = env.sync().await;
         assert!(!r.ok(), "{keys}: the commit was refused: {}", r.render());
         assert_eq!(summary_of(&path), "Moved before the crash", "{keys}");
         assert_additions_kept(&path, "written by the dying job");
-        refuse_commits(&env, false);
+        refuse_link_commits(&env, false);
 
         move_meeting(&env, &ids[0], "Moved after the crash");
         let r = env.sync().await;
@@ -363,10 +330,10 @@ async fn a_new_file_of_a_killed_pull_run_that_the_user_edited_is_adopted_with_it
     let id = env
         .sim
         .create_meeting(&u.id, spec_with_ann("New on the platform", 6));
-    refuse_commits(&env, true);
+    refuse_link_commits(&env, true);
     let r = env.sync().await;
     assert!(!r.ok(), "the commit was refused: {}", r.render());
-    refuse_commits(&env, false);
+    refuse_link_commits(&env, false);
     let path = file_of(&env, &u, &id);
     assert!(path.exists(), "the dying run wrote the file");
     add_user_additions(&path);

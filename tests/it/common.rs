@@ -371,3 +371,39 @@ pub fn org<'a>(r: &'a PairReport, email: &str) -> &'a meetsync::cycle::Organizer
         .find(|o| o.organizer == email)
         .unwrap_or_else(|| panic!("no report for {email}:\n{}", r.render()))
 }
+
+pub fn quiet(r: &meetsync::cycle::PairReport) -> bool {
+    r.ok()
+        && r.totals() == (0, 0, 0)
+        && r.organizers
+            .iter()
+            .all(|o| o.pushed == (0, 0, 0) && o.conflicts == 0)
+}
+
+/// The file of the meeting with this id (its feed UID is the id).
+pub fn file_of(env: &Env, u: &meetsync::sim::UserInfo, id: &str) -> std::path::PathBuf {
+    collection_of(env, u).join(format!("{}.ics", meetsync::ics::file_stem_for_uid(id)))
+}
+
+/// Make the state refuse (or accept again) to store feed validators. A
+/// two-way job stores them in the one transaction that links the files it
+/// has just moved into place, so the job stops right there, in the state a
+/// SIGKILL at that moment leaves behind; the settling of an earlier job's
+/// links at the start of a run still goes through.
+pub fn refuse_link_commits(env: &Env, refuse: bool) {
+    let c = rusqlite::Connection::open(env.state_dir().join("state.sqlite3")).unwrap();
+    let sql = if refuse {
+        "CREATE TRIGGER refuse_ins BEFORE INSERT ON feeds BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;
+         CREATE TRIGGER refuse_upd BEFORE UPDATE ON feeds BEGIN SELECT RAISE(ABORT, 'injected: died before the link commit'); END;"
+    } else {
+        "DROP TRIGGER refuse_ins; DROP TRIGGER refuse_upd;"
+    };
+    c.execute_batch(sql).unwrap();
+}
+
+pub fn summary_of(path: &std::path::Path) -> String {
+    meetsync::ics::props::read_event(&std::fs::read(path).unwrap())
+        .unwrap()
+        .fields
+        .summary
+}
