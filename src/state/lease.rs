@@ -245,8 +245,8 @@ impl State {
         let row = read_claim(&tx, pair, organizer).map_err(err)?;
         let generation = row.as_ref().map_or(0, |c| c.generation);
         if let Some(c) = &row {
-            let dead = c.holder.alive() == Some(false);
-            if c.expires_ms > now && !dead {
+            // a live claim of a process that is gone is free (its /proc is read only then)
+            if c.expires_ms > now && c.holder.alive() != Some(false) {
                 return Ok(Claim::Busy(c.clone()));
             }
         }
