@@ -151,25 +151,31 @@ fn read_claim(
     organizer: &str,
 ) -> rusqlite::Result<Option<ClaimInfo>> {
     tx.query_row(
-        "SELECT pid, host, started, instance, since, expires_ms, generation FROM leases WHERE pair=?1 AND organizer=?2",
+        &format!("SELECT {CLAIM_COLUMNS} FROM leases WHERE pair=?1 AND organizer=?2"),
         params![pair, organizer],
-        |r| {
-            Ok(ClaimInfo {
-                pair: pair.to_string(),
-                organizer: organizer.to_string(),
-                holder: Holder {
-                    pid: r.get::<_, i64>(0)? as u32,
-                    host: r.get(1)?,
-                    started: r.get(2)?,
-                    instance: r.get(3)?,
-                },
-                since: r.get(4)?,
-                expires_ms: r.get(5)?,
-                generation: r.get(6)?,
-            })
-        },
+        |r| claim_of_row(pair, r),
     )
     .optional()
+}
+
+/// The columns [`claim_of_row`] reads, in its order.
+const CLAIM_COLUMNS: &str =
+    "organizer, pid, host, started, instance, since, expires_ms, generation";
+
+fn claim_of_row(pair: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimInfo> {
+    Ok(ClaimInfo {
+        pair: pair.to_string(),
+        organizer: r.get(0)?,
+        holder: Holder {
+            pid: r.get::<_, i64>(1)? as u32,
+            host: r.get(2)?,
+            started: r.get(3)?,
+            instance: r.get(4)?,
+        },
+        since: r.get(5)?,
+        expires_ms: r.get(6)?,
+        generation: r.get(7)?,
+    })
 }
 
 /// Checks, inside a write transaction, that `held` is still the organizer's
@@ -324,27 +330,12 @@ impl State {
     pub fn claims(&self, pair: &str) -> Result<Vec<ClaimInfo>, StateError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT organizer, pid, host, started, instance, since, expires_ms, generation
-                 FROM leases WHERE pair=?1 AND expires_ms != 0 ORDER BY organizer",
-            )
+            .prepare_cached(&format!(
+                "SELECT {CLAIM_COLUMNS} FROM leases WHERE pair=?1 AND expires_ms != 0 ORDER BY organizer"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![pair], |r| {
-                Ok(ClaimInfo {
-                    pair: pair.to_string(),
-                    organizer: r.get(0)?,
-                    holder: Holder {
-                        pid: r.get::<_, i64>(1)? as u32,
-                        host: r.get(2)?,
-                        started: r.get(3)?,
-                        instance: r.get(4)?,
-                    },
-                    since: r.get(5)?,
-                    expires_ms: r.get(6)?,
-                    generation: r.get(7)?,
-                })
-            })
+            .query_map(params![pair], |r| claim_of_row(pair, r))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }

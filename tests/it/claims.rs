@@ -89,17 +89,6 @@ fn wait_child(child: &mut Child, timeout: Duration) -> i32 {
     }
 }
 
-async fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
-}
-
 /// Live meetings with this topic on the platform.
 fn meetings_named(env: &Env, u: &UserInfo, topic: &str) -> usize {
     env.sim

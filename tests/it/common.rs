@@ -407,3 +407,15 @@ pub fn summary_of(path: &std::path::Path) -> String {
         .fields
         .summary
 }
+
+/// Poll `f` every 50 ms until it holds or `timeout` passes; its last answer.
+pub async fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}

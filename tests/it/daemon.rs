@@ -155,17 +155,6 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    f()
-}
-
 fn daemon_section(port: u16, backoff: u64) -> String {
     format!(
         "[daemon]\njitter_secs = 0\nbackoff_base_secs = {backoff}\nlisten = \"127.0.0.1:{port}\"\n"
